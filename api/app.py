@@ -1,0 +1,83 @@
+"""FastAPI app factory: routers under /api/v1, the error envelope, request context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.errors import ApiJSONResponse, handle_http_exception, handle_offerhub_error, handle_validation_error
+from api.middleware import RequestContextMiddleware
+from api.policy import API_PREFIX, Access, RoutePolicy
+from api.routers import admin, auth, health, instance
+from api.services import Services
+from models.errors import OfferhubError
+from settings import VERSION, Settings
+
+DESCRIPTION = """Payments orchestrator for marketplaces: balances, top-ups, orders paid into
+non-custodial escrow (Trustless Work on Stellar), milestones, disputes and withdrawals.
+
+Authenticate with `Authorization: Bearer <API key or token>`. Errors always use
+`{"error": {"code", "message", "details"}}`. Send an `Idempotency-Key` on every POST."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="OFFER-HUB Orchestrator",
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=ApiJSONResponse,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    for router in (health.router, instance.router, auth.router, admin.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.add_exception_handler(OfferhubError, handle_offerhub_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_middleware(RequestContextMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """Document the bearer scheme and each route's credential, scope and idempotency."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "API key, token or (for /auth, /admin) master key"}
+    }
+    for route in app.routes:
+        rule: RoutePolicy | None = getattr(getattr(route, "endpoint", None), "__offerhub_policy__", None)
+        path = getattr(route, "path", None)
+        if rule is None or path not in schema["paths"]:
+            continue
+        for method in getattr(route, "methods", ()):
+            operation = schema["paths"][path].get(method.lower())
+            if operation is None:
+                continue
+            if rule.access is not Access.PUBLIC:
+                operation["security"] = [{"bearer": []}]
+            notes = [f"Credential: {rule.access.value}" + (f" (scope `{rule.scope}`)" if rule.scope else "")]
+            if rule.retention is not None:
+                notes.append(f"Idempotency-Key retention: {rule.retention.value}")
+            operation["description"] = (operation.get("description") or "") + "\n\n" + ". ".join(notes) + "."
+    app.openapi_schema = schema
+    return schema

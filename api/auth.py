@@ -1,0 +1,105 @@
+"""Who is calling: API key, token or master key, resolved from `Authorization: Bearer`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.sql import func
+
+from api import credentials
+from api.services import Services
+from models.errors import ErrorCode, OfferhubError
+from models.tables import ApiKey
+from models.timefmt import utcnow
+
+log = logging.getLogger("offerhub.auth")
+
+CredentialType = Literal["api_key", "token", "master_key"]
+MASTER_NAMESPACE = "master"
+
+
+@dataclass(frozen=True)
+class Credential:
+    type: CredentialType
+    key_id: str | None  # the API key (a token's parent); None for the master key
+    name: str | None
+    scopes: tuple[str, ...]
+    expires_at: datetime | None = None
+
+    @property
+    def namespace(self) -> str:
+        """Idempotency and rate-limit namespace: tokens share their parent key's."""
+        return self.key_id or MASTER_NAMESPACE
+
+    @property
+    def is_master(self) -> bool:
+        return self.type == "master_key"
+
+    @property
+    def actor(self) -> tuple[str, str | None]:
+        return self.type, self.key_id
+
+
+def bearer_secret(authorization: str | None) -> str:
+    if not authorization or not authorization.strip():
+        raise OfferhubError(ErrorCode.UNAUTHORIZED, "Authorization: Bearer <secret> is required")
+    scheme, _, secret = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise OfferhubError(ErrorCode.INVALID_API_KEY, "The Authorization header must be `Bearer <secret>`")
+    return secret.strip()
+
+
+def invalid_key() -> OfferhubError:
+    return OfferhubError(ErrorCode.INVALID_API_KEY, "The credential is unknown, revoked or expired")
+
+
+async def resolve(services: Services, secret: str) -> Credential:
+    """Any valid credential, or 401 INVALID_API_KEY."""
+    settings = services.settings
+    if credentials.constant_time_equals(secret, settings.offerhub_master_key.get_secret_value()):
+        return Credential("master_key", None, None, ())
+    if secret.startswith(credentials.TOKEN_PREFIX):
+        claims = credentials.read_token(secret, settings.token_secret, utcnow())
+        if claims is None:
+            raise invalid_key()
+        key = await _active_key_by_id(services, claims.api_key_id)
+        if key is None:
+            raise invalid_key()
+        scopes = tuple(s for s in claims.scopes if s in key.scopes)
+        return Credential("token", key.id, key.name, scopes, claims.expires_at)
+    parts = credentials.split_api_key(secret)
+    if parts is None:
+        raise invalid_key()
+    key_prefix, lookup_prefix = parts
+    async with services.sessions() as session:
+        candidates = (
+            await session.execute(
+                select(ApiKey).where(ApiKey.lookup_prefix == lookup_prefix, ApiKey.key_prefix == key_prefix)
+            )
+        ).scalars().all()
+    for key in candidates:
+        if credentials.verify_api_key(secret, key.salt, key.secret_hash) and key.status == "ACTIVE":
+            await _touch(services, key.id)
+            return Credential("api_key", key.id, key.name, tuple(key.scopes))
+    raise invalid_key()
+
+
+async def _active_key_by_id(services: Services, key_id: str) -> ApiKey | None:
+    async with services.sessions() as session:
+        key = await session.get(ApiKey, key_id)
+    return key if key is not None and key.status == "ACTIVE" else None
+
+
+async def _touch(services: Services, key_id: str) -> None:
+    """`last_used_at`, written at most once a minute per key (Redis decides who writes)."""
+    try:
+        first = await services.redis.set(f"offerhub:key-touched:{key_id}", b"1", nx=True, ex=60)
+    except Exception:  # Redis down: skip the bookkeeping, never the request
+        return
+    if first:
+        async with services.sessions() as session, session.begin():
+            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))

@@ -1,0 +1,77 @@
+"""Cursor pagination shared by every list: newest first, `(created_at, id)` keyset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+from sqlalchemy import Select, and_, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.errors import ErrorCode, OfferhubError
+
+T = TypeVar("T")
+LimitQuery = Query(20, description="1-100, default 20")
+CursorQuery = Query(None, description="`id` of the last item of the previous page")
+
+
+class Pagination(BaseModel):
+    has_more: bool
+    next_cursor: str | None
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    pagination: Pagination
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= 100:
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR, "limit must be between 1 and 100",
+            {"fields": [{"field": "limit", "message": "must be between 1 and 100"}]},
+        )
+    return limit
+
+
+def bad_cursor() -> OfferhubError:
+    return OfferhubError(
+        ErrorCode.VALIDATION_ERROR, "Unknown cursor",
+        {"fields": [{"field": "cursor", "message": "unknown cursor"}]},
+    )
+
+
+async def page(
+    session: AsyncSession,
+    model: Any,
+    query: Select[Any],
+    *,
+    limit: int,
+    cursor: str | None,
+    cursor_valid: Callable[[str], bool],
+    render: Callable[[Any], T],
+) -> dict[str, Any]:
+    check_limit(limit)
+    if cursor is not None:
+        if not cursor_valid(cursor):
+            raise bad_cursor()
+        anchor = (await session.execute(select(model.created_at, model.id).where(model.id == cursor))).first()
+        if anchor is None:
+            raise bad_cursor()
+        query = query.where(
+            or_(model.created_at < anchor.created_at, and_(model.created_at == anchor.created_at, model.id < anchor.id))
+        )
+    rows: Sequence[Any] = (
+        await session.execute(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1))
+    ).scalars().all()
+    has_more = len(rows) > limit
+    items = list(rows[:limit])
+    return {
+        "data": [render(item) for item in items],
+        "pagination": {"has_more": has_more, "next_cursor": items[-1].id if has_more else None},
+    }
+
+
+__all__ = ["Page", "Pagination", "page", "check_limit", "tuple_"]

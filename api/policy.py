@@ -1,0 +1,300 @@
+"""Every route's cross-cutting rules, applied in the spec's order by one route class.
+
+route -> authentication (401) -> scope (403) -> rate limit (429) -> maintenance (503)
+-> idempotency (409 / replay) -> request validation (400) -> the handler.
+
+Handlers declare their rules with `@policy(...)`; `GuardedRoute` enforces them before
+FastAPI parses the body, so an unauthenticated or replayed request never reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from api import auth, ratelimit
+from api.auth import Credential
+from api.errors import error_response, validation_error
+from api.idempotency import Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
+from api.services import Services
+from models.errors import ErrorCode, OfferhubError
+from models.ids import IdPrefix, new_id
+
+API_PREFIX = "/api/v1"
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class Access(StrEnum):
+    PUBLIC = "public"  # no credential (health, provider webhooks, top-up callback)
+    ANY_KEY = "any_key"  # an API key or token, whatever its scopes (GET /me)
+    SCOPED = "scoped"  # an API key or token holding `scope`
+    MASTER = "master"  # the master key only (/auth/api-keys, /admin)
+    MASTER_OR_KEY = "master_or_key"  # POST /auth/token: master key, or an API key minting for itself
+
+
+class Retention(StrEnum):
+    SHORT = "short"  # 24 h
+    LONG = "long"  # 7 days
+    FOREVER = "forever"
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    access: Access
+    scope: str | None = None
+    retention: Retention | None = None  # state-changing routes: how long an Idempotency-Key holds
+    creates: IdPrefix | None = None  # a create allocates its ID in the idempotency record
+    secret_fields: tuple[str, ...] = ()  # blanked in the stored response (shown once)
+    maintenance_exempt: bool = False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def policy(
+    access: Access,
+    scope: str | None = None,
+    *,
+    retention: Retention | None = None,
+    creates: IdPrefix | None = None,
+    secret_fields: tuple[str, ...] = (),
+    maintenance_exempt: bool = False,
+) -> Callable[[F], F]:
+    rule = RoutePolicy(access, scope, retention, creates, secret_fields, maintenance_exempt)
+
+    def attach(endpoint: F) -> F:
+        endpoint.__offerhub_policy__ = rule  # type: ignore[attr-defined]
+        return endpoint
+
+    return attach
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What handlers need to know about the caller, for audit entries and events."""
+
+    credential: Credential | None
+    request_id: str
+    idempotency_key: str | None
+    ip: str | None
+    user_agent: str | None
+    allocated_id: str | None
+
+    def new_resource_id(self, prefix: IdPrefix) -> str:
+        return self.allocated_id or new_id(prefix)
+
+    @property
+    def actor(self) -> tuple[str, str | None]:
+        return self.credential.actor if self.credential else ("system", None)
+
+
+def _context(request: Request) -> RequestContext:
+    state = request.state
+    return RequestContext(
+        credential=getattr(state, "credential", None),
+        request_id=getattr(state, "request_id", ""),
+        idempotency_key=getattr(state, "idempotency_key", None),
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        allocated_id=getattr(state, "allocated_id", None),
+    )
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ContextDep = Annotated[RequestContext, Depends(_context)]
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+async def authenticate(rule: RoutePolicy, request: Request, services: Services) -> Credential | None:
+    if rule.access is Access.PUBLIC:
+        return None
+    credential = await auth.resolve(services, auth.bearer_secret(request.headers.get("authorization")))
+    master_only = rule.access is Access.MASTER
+    if credential.is_master and rule.access not in (Access.MASTER, Access.MASTER_OR_KEY):
+        raise OfferhubError(ErrorCode.INVALID_API_KEY, "The master key is accepted only on /auth and /admin")
+    if master_only and not credential.is_master:
+        raise OfferhubError(ErrorCode.INVALID_API_KEY, "This endpoint requires the master key")
+    if rule.access is Access.MASTER_OR_KEY and credential.type == "token":
+        raise OfferhubError(ErrorCode.INVALID_API_KEY, "A token cannot mint tokens; use its API key")
+    if rule.access is Access.SCOPED and rule.scope not in credential.scopes:
+        raise OfferhubError(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            f"This endpoint requires the `{rule.scope}` scope",
+            {"required_scope": rule.scope, "current_scopes": list(credential.scopes)},
+        )
+    return credential
+
+
+async def _json_object_body(request: Request) -> None:
+    """A body must be a JSON object sent as application/json (README conventions)."""
+    raw = await request.body()
+    if not raw.strip():
+        return
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR, "The body must be sent as Content-Type: application/json",
+            {"fields": [{"field": "body", "message": "Content-Type must be application/json"}]},
+        )
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR, "The body is not valid JSON",
+            {"fields": [{"field": "body", "message": "body is not valid JSON"}]},
+        ) from None
+    if not isinstance(parsed, dict):
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR, "The body must be a JSON object",
+            {"fields": [{"field": "body", "message": "must be a JSON object"}]},
+        )
+
+
+def _unknown_query(request: Request, allowed: frozenset[str]) -> None:
+    unknown = sorted({name for name in request.query_params if name not in allowed})
+    if unknown:
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR, "Unknown query parameters",
+            {"fields": [{"field": name, "message": "unknown query parameter"} for name in unknown]},
+        )
+
+
+def _retention_seconds(services: Services, retention: Retention | None) -> int | None:
+    settings = services.settings
+    if retention is Retention.LONG:
+        return settings.idempotency_long_retention_seconds
+    if retention is Retention.FOREVER:
+        return None
+    return settings.idempotency_short_retention_seconds
+
+
+def _response_body(response: Response) -> Any:
+    try:
+        return json.loads(bytes(response.body)) if response.body else None
+    except ValueError:
+        return None
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+class GuardedRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+        rule: RoutePolicy = getattr(self.endpoint, "__offerhub_policy__", RoutePolicy(Access.PUBLIC))
+        allowed_query = frozenset(_query_names(self.dependant))
+
+        async def execute(request: Request) -> Response:
+            try:
+                if request.method in STATE_CHANGING:
+                    await _json_object_body(request)
+                _unknown_query(request, allowed_query)
+                return await original(request)
+            except RequestValidationError as exc:
+                return error_response(validation_error(exc.errors()))
+            except OfferhubError as exc:
+                return error_response(exc)
+
+        async def handler(request: Request) -> Response:
+            services = _services(request)
+            limit_headers: dict[str, str] = {}
+            try:
+                credential = await authenticate(rule, request, services)
+                request.state.credential = credential
+                limit_headers = await self._count(services, request, credential)
+                if request.method in STATE_CHANGING and not rule.maintenance_exempt:
+                    state = await services.maintenance.current(services)
+                    if state.enabled:
+                        raise state.refusal()
+                key_header = request.headers.get("idempotency-key")
+                if credential is not None and request.method in STATE_CHANGING and key_header is not None:
+                    response = await self._keyed(request, services, credential, validate_key(key_header), execute)
+                else:
+                    if rule.creates is not None:
+                        request.state.allocated_id = new_id(rule.creates)
+                    response = await execute(request)
+            except OfferhubError as exc:
+                response = error_response(exc)
+                limit_headers = {**limit_headers, **exc.headers}
+            for name, value in limit_headers.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return handler
+
+    async def _count(self, services: Services, request: Request, credential: Credential | None) -> dict[str, str]:
+        settings = services.settings
+        if credential is None:
+            ip = request.client.host if request.client else "unknown"
+            status = await ratelimit.hit(
+                services.redis, scope="ip", identity=ip, limit=settings.rate_limit_unauthenticated_per_ip_per_minute
+            )
+        else:
+            status = await ratelimit.hit(
+                services.redis, scope="api_key", identity=credential.namespace,
+                limit=settings.rate_limit_per_key_per_minute,
+            )
+        return status.headers()
+
+    async def _keyed(
+        self,
+        request: Request,
+        services: Services,
+        credential: Credential,
+        key: str,
+        execute: Callable[[Request], Coroutine[Any, Any, Response]],
+    ) -> Response:
+        rule: RoutePolicy = getattr(self.endpoint, "__offerhub_policy__")
+        store = IdempotencyStore(services)
+        path = request.url.path.removeprefix(API_PREFIX)
+        retention = _retention_seconds(services, rule.retention)
+        fp = fingerprint(credential.namespace, request.method, path, await request.body())
+        request.state.idempotency_key = key
+        outcome = await store.begin(
+            namespace=credential.namespace, key=key, fingerprint=fp, method=request.method, path=path,
+            retention_seconds=retention, new_resource_id=new_id(rule.creates) if rule.creates else None,
+        )
+        if isinstance(outcome, StoredResponse):
+            from api.errors import ApiJSONResponse
+
+            headers = {"Idempotent-Replayed": "true", "X-Idempotency-Key": key}
+            if outcome.location:
+                headers["Location"] = outcome.location
+            return ApiJSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+        assert isinstance(outcome, Execute)
+        request.state.allocated_id = outcome.resource_id
+        try:
+            async with store.lease(credential.namespace, key):
+                response = await execute(request)
+        except BaseException:
+            await store.finish(
+                namespace=credential.namespace, key=key, fingerprint=fp,
+                response=StoredResponse(500, None, None), retention_seconds=retention,
+            )
+            raise
+        body = _response_body(response)
+        if isinstance(body, dict):
+            body = {name: (None if name in rule.secret_fields else value) for name, value in body.items()}
+        await store.finish(
+            namespace=credential.namespace, key=key, fingerprint=fp,
+            response=StoredResponse(response.status_code, body, response.headers.get("location")),
+            retention_seconds=retention,
+        )
+        response.headers["X-Idempotency-Key"] = key
+        return response

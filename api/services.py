@@ -1,0 +1,73 @@
+"""The connections one API process holds: database, Redis, Temporal (connected lazily)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api.maintenance import MaintenanceCache
+from settings import Settings
+
+log = logging.getLogger("offerhub.api")
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=settings.temporal_tls,
+        api_key=api_key,
+    )
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
+    )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis
+    maintenance: MaintenanceCache = field(default_factory=MaintenanceCache)
+    _temporal: Client | None = None
+    _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = create_engine(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            redis=aioredis.from_url(
+                settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2,
+                decode_responses=False,
+            ),
+        )
+
+    async def temporal(self) -> Client:
+        """The Temporal client, connecting on first use (the API starts even if Temporal is down)."""
+        if self._temporal is None:
+            async with self._temporal_lock:
+                if self._temporal is None:
+                    self._temporal = await connect_temporal(self.settings)
+        return self._temporal
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,234 @@
+"""The `offerhub` command (operations.md §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="OFFER-HUB Orchestrator: run, operate and inspect the payments orchestrator.",
+                  no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (through the API, master key).", no_args_is_help=True)
+token_app = typer.Typer(help="Short-lived tokens.", no_args_is_help=True)
+maintenance_app = typer.Typer(help="Maintenance mode (master key).", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The local provider sandbox.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(token_app, name="token")
+app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(sandbox_app, name="sandbox")
+
+ApiUrl = Annotated[str, typer.Option("--api-url", envvar="OFFERHUB_API_URL")]
+MasterKey = Annotated[str | None, typer.Option("--master-key", envvar="OFFERHUB_MASTER_KEY", show_default=False)]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="OFFERHUB_API_KEY", show_default=False)]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON unchanged.")]
+DEFAULT_API_URL = "http://127.0.0.1:4000/api/v1"
+
+
+@app.command()
+def dev(
+    provider: Annotated[str | None, typer.Option(help="crypto or airtm (default: PAYMENT_PROVIDER or crypto)")] = None,
+    reset: Annotated[bool, typer.Option(help="Wipe .data/ first (asks for confirmation).")] = False,
+) -> None:
+    """Run the whole system locally on the embedded stack (what `make dev` runs)."""
+    from cli.dev import DevStack
+
+    root = Path.cwd()
+    if reset and typer.confirm(f"Delete {root / '.data'} and start from scratch?"):
+        import shutil
+
+        shutil.rmtree(root / ".data", ignore_errors=True)
+    chosen = provider or os.environ.get("PAYMENT_PROVIDER", "crypto")
+    if chosen not in ("crypto", "airtm"):
+        raise typer.BadParameter("--provider must be crypto or airtm")
+    raise typer.Exit(DevStack(root, chosen).run())
+
+
+@app.command()
+def api() -> None:
+    """Run one API server (uvicorn) with the environment's settings."""
+    import uvicorn
+
+    from api.app import create_app
+    from cli.logs import configure_logging
+    from settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+                access_log=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run one Temporal worker (same as `python worker.py`)."""
+    import worker as worker_module
+
+    worker_module.main()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic upgrade head); idempotent."""
+    import migrations
+    from settings import get_settings
+
+    migrations.upgrade(get_settings().database_url.get_secret_value())
+    typer.echo("database schema is up to date")
+
+
+@app.command()
+def openapi(output: Annotated[Path | None, typer.Option("-o", "--output")] = None) -> None:
+    """Write the OpenAPI document (stdout by default)."""
+    from api.app import create_app
+    from settings import Settings
+
+    placeholder = Settings(  # documentation needs no real secrets
+        offerhub_master_key="x" * 32, wallet_encryption_key="0" * 64,  # type: ignore[arg-type]
+        trustless_work_api_key="-", trustless_work_webhook_secret="-",  # type: ignore[arg-type]
+    )
+    document = json.dumps(create_app(placeholder).openapi(), indent=2)
+    if output is None:
+        typer.echo(document)
+    else:
+        output.write_text(document)
+
+
+@sandbox_app.command("run")
+def sandbox_run(
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SANDBOX_PORT")] = 8700,
+) -> None:
+    """Run the provider sandbox server."""
+    import uvicorn
+
+    from sandbox.app import create_sandbox_app
+
+    uvicorn.run(create_sandbox_app(), host=host, port=port, log_level="warning")
+
+
+# --- commands that act through the API -------------------------------------------------
+
+
+def _call(method: str, url: str, secret: str | None, body: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    if not secret:
+        typer.echo("a credential is required: set OFFERHUB_MASTER_KEY / OFFERHUB_API_KEY or pass the option", err=True)
+        raise typer.Exit(2)
+    try:
+        response = httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the API at {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(3) from None
+    data = response.json()
+    if response.status_code >= 400 and "error" in data:
+        error = data["error"]
+        typer.echo(f"{error['code']}: {error['message']} (request {response.headers.get('x-request-id')})", err=True)
+        raise typer.Exit(1)
+    return data
+
+
+def _print(data: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    rows = data.get("data") if isinstance(data, dict) and "data" in data else [data]
+    for row in rows:
+        typer.echo("  ".join(f"{k}={v}" for k, v in row.items() if not isinstance(v, dict | list) or v))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option()],
+    scopes: Annotated[str, typer.Option(help="comma-separated: read,write,support")],
+    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False,
+) -> None:
+    """Create an API key; its secret is printed once."""
+    data = _call("POST", f"{api_url}/auth/api-keys", master_key,
+                 {"name": name, "scopes": [s.strip() for s in scopes.split(",") if s.strip()]})
+    _print(data, as_json)
+    if not as_json:
+        typer.echo("warning: the key is shown only now; store it safely", err=True)
+
+
+@keys_app.command("list")
+def keys_list(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False) -> None:
+    """List API keys (never their secrets)."""
+    _print(_call("GET", f"{api_url}/auth/api-keys?limit=100", master_key), as_json)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None,
+                as_json: AsJson = False) -> None:
+    """Revoke an API key and every token minted from it."""
+    _print(_call("DELETE", f"{api_url}/auth/api-keys/{key_id}", master_key), as_json)
+
+
+@token_app.command("create")
+def token_create(
+    key_id: Annotated[str | None, typer.Option("--key-id")] = None,
+    scopes: Annotated[str | None, typer.Option()] = None,
+    ttl: Annotated[int, typer.Option()] = 900,
+    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, api_key: ApiKeyOpt = None,
+    as_json: AsJson = False,
+) -> None:
+    """Issue a short-lived token (master key with --key-id, or an API key for itself)."""
+    body: dict[str, Any] = {"ttl_seconds": ttl}
+    if key_id:
+        body["api_key_id"] = key_id
+    if scopes:
+        body["scopes"] = [s.strip() for s in scopes.split(",")]
+    _print(_call("POST", f"{api_url}/auth/token", api_key or master_key, body), as_json)
+
+
+@maintenance_app.command("status")
+def maintenance_status(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False) -> None:
+    _print(_call("GET", f"{api_url}/admin/maintenance/status", master_key), as_json)
+
+
+@maintenance_app.command("enable")
+def maintenance_enable(
+    message: Annotated[str, typer.Option()] = "System maintenance in progress",
+    retry_after: Annotated[int, typer.Option()] = 300,
+    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False,
+) -> None:
+    body = {"message": message, "retry_after_seconds": retry_after}
+    _print(_call("POST", f"{api_url}/admin/maintenance/enable", master_key, body), as_json)
+
+
+@maintenance_app.command("disable")
+def maintenance_disable(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False) -> None:
+    _print(_call("POST", f"{api_url}/admin/maintenance/disable", master_key), as_json)
+
+
+@app.command()
+def health(api_url: ApiUrl = DEFAULT_API_URL, as_json: AsJson = False) -> None:
+    """`GET /health` as a table; exit 1 when degraded, 3 when unreachable."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{api_url}/health", timeout=15)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the API at {api_url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(3) from None
+    report = response.json()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(f"status: {report['status']}  ({report['payment_provider']} mode, {report['environment']})")
+        for name, check in report["checks"].items():
+            typer.echo(f"  {name:16} {check['status']:8} {check['latency_ms'] or '':>6} {check['error'] or ''}")
+    raise typer.Exit(0 if response.status_code == 200 else 1)
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

