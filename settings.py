@@ -183,8 +183,10 @@ class Settings(BaseSettings):
         if self.stellar_account_funding == "friendbot" or self.stellar_friendbot_url:
             raise ValueError("STELLAR_ACCOUNT_FUNDING/STELLAR_FRIENDBOT_URL: no Friendbot in live")
         urls = {
-            "PUBLIC_BASE_URL": self.public_base_url, "STELLAR_HORIZON_URL": self.horizon_url,
-            "TRUSTLESS_WORK_BASE_URL": self.trustless_work_url, "AIRTM_BASE_URL": self.airtm_url,
+            "PUBLIC_BASE_URL": self.public_base_url,
+            "STELLAR_HORIZON_URL": self.horizon_url,
+            "TRUSTLESS_WORK_BASE_URL": self.trustless_work_url,
+            "AIRTM_BASE_URL": self.airtm_url,
         }
         for var, url in urls.items():
             if not url.startswith("https://"):
@@ -209,7 +211,11 @@ class Settings(BaseSettings):
 
     @property
     def horizon_url(self) -> str:
-        default = "https://horizon-testnet.stellar.org" if self.stellar_network == "testnet" else "https://horizon.stellar.org"
+        default = (
+            "https://horizon-testnet.stellar.org"
+            if self.stellar_network == "testnet"
+            else "https://horizon.stellar.org"
+        )
         return (self.stellar_horizon_url or default).rstrip("/")
 
     @property
@@ -228,13 +234,19 @@ class Settings(BaseSettings):
 
     @property
     def trustless_work_url(self) -> str:
-        default = "https://dev.api.trustlesswork.com" if self.stellar_network == "testnet" else "https://api.trustlesswork.com"
+        default = (
+            "https://dev.api.trustlesswork.com"
+            if self.stellar_network == "testnet"
+            else "https://api.trustlesswork.com"
+        )
         return (self.trustless_work_base_url or default).rstrip("/")
 
     @property
     def airtm_url(self) -> str:
         default = (
-            "https://api.stg.enterprise.airtm.com/v2" if self.airtm_env == "sandbox" else "https://api.enterprise.airtm.com/v2"
+            "https://api.stg.enterprise.airtm.com/v2"
+            if self.airtm_env == "sandbox"
+            else "https://api.enterprise.airtm.com/v2"
         )
         return (self.airtm_base_url or default).rstrip("/")
 
@@ -251,4 +263,4 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]  (required values come from the environment)
+    return Settings()

@@ -62,7 +62,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schema.setdefault("components", {})["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "API key, token or (for /auth, /admin) master key"}
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "API key, token or (for /auth, /admin) master key",
+        }
     }
     for route in app.routes:
         rule: RoutePolicy | None = getattr(getattr(route, "endpoint", None), "__offerhub_policy__", None)

@@ -9,6 +9,7 @@ from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.sql import func
+from sqlmodel import col
 
 from api import credentials
 from api.services import Services
@@ -77,10 +78,16 @@ async def resolve(services: Services, secret: str) -> Credential:
     key_prefix, lookup_prefix = parts
     async with services.sessions() as session:
         candidates = (
-            await session.execute(
-                select(ApiKey).where(ApiKey.lookup_prefix == lookup_prefix, ApiKey.key_prefix == key_prefix)
+            (
+                await session.execute(
+                    select(ApiKey).where(
+                        col(ApiKey.lookup_prefix) == lookup_prefix, col(ApiKey.key_prefix) == key_prefix
+                    )
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     for key in candidates:
         if credentials.verify_api_key(secret, key.salt, key.secret_hash) and key.status == "ACTIVE":
             await _touch(services, key.id)
@@ -102,4 +109,4 @@ async def _touch(services: Services, key_id: str) -> None:
         return
     if first:
         async with services.sessions() as session, session.begin():
-            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
+            await session.execute(update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=func.now()))

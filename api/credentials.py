@@ -52,7 +52,7 @@ def split_api_key(secret: str) -> tuple[str, str] | None:
     """(key_prefix, lookup_prefix) of a well-formed key secret, else None."""
     for prefix in KEY_PREFIXES:
         if secret.startswith(prefix):
-            random_part = secret[len(prefix):]
+            random_part = secret[len(prefix) :]
             if len(random_part) == 43 and all(c.isalnum() or c in "-_" for c in random_part):
                 return prefix, random_part[:LOOKUP_PREFIX_LENGTH]
     return None
@@ -91,7 +91,7 @@ def read_token(token: str, secret: bytes, now: datetime) -> TokenClaims | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     try:
-        payload_part, signature_part = token[len(TOKEN_PREFIX):].split(".")
+        payload_part, signature_part = token[len(TOKEN_PREFIX) :].split(".")
         payload = _unb64(payload_part)
         signature = _unb64(signature_part)
     except ValueError:
@@ -100,7 +100,9 @@ def read_token(token: str, secret: bytes, now: datetime) -> TokenClaims | None:
         return None
     try:
         data = json.loads(payload)
-        claims = TokenClaims(str(data["k"]), tuple(str(s) for s in data["s"]), datetime.fromtimestamp(int(data["e"]), UTC))
+        claims = TokenClaims(
+            str(data["k"]), tuple(str(s) for s in data["s"]), datetime.fromtimestamp(int(data["e"]), UTC)
+        )
     except (ValueError, KeyError, TypeError):
         return None
     return claims if claims.expires_at > now else None

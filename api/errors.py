@@ -32,9 +32,7 @@ def error_response(error: OfferhubError) -> ApiJSONResponse:
 
 
 def internal_error(request_id: str | None) -> OfferhubError:
-    return OfferhubError(
-        ErrorCode.INTERNAL_ERROR, "An unexpected error occurred", {"request_id": request_id}
-    )
+    return OfferhubError(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred", {"request_id": request_id})
 
 
 def _field_path(loc: Sequence[Any]) -> str:
@@ -62,14 +60,19 @@ def validation_error(errors: Sequence[Any]) -> OfferhubError:
     for err in errors:
         kind = err.get("type", "")
         kinds.add(kind)
-        fields.append({"field": _field_path(err.get("loc", ())), "message": _MESSAGES.get(kind, err.get("msg", "invalid"))})
+        fields.append(
+            {"field": _field_path(err.get("loc", ())), "message": _MESSAGES.get(kind, err.get("msg", "invalid"))}
+        )
     if "invalid_amount_format" in kinds:
         money = [f for f, e in zip(fields, errors, strict=True) if e.get("type") == "invalid_amount_format"]
-        return OfferhubError(ErrorCode.INVALID_AMOUNT_FORMAT, "Amounts must be strings like \"120.00\", above 0.00", {"fields": money})
+        return OfferhubError(
+            ErrorCode.INVALID_AMOUNT_FORMAT, 'Amounts must be strings like "120.00", above 0.00', {"fields": money}
+        )
     if "invalid_currency" in kinds:
         bad = next(f for f, e in zip(fields, errors, strict=True) if e.get("type") == "invalid_currency")
         return OfferhubError(
-            ErrorCode.INVALID_CURRENCY, "Only USD is supported",
+            ErrorCode.INVALID_CURRENCY,
+            "Only USD is supported",
             {"field": bad["field"], "supported": list(SUPPORTED_CURRENCIES), "fields": [bad]},
         )
     return OfferhubError(ErrorCode.VALIDATION_ERROR, "The request is invalid", {"fields": fields})
@@ -93,8 +96,10 @@ async def handle_http_exception(request: Request, exc: Exception) -> ApiJSONResp
         allow = (exc.headers or {}).get("Allow", "")
         methods = [m.strip() for m in allow.split(",") if m.strip()]
         error = OfferhubError(
-            ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
-            {"allowed_methods": methods}, headers={"Allow": allow},
+            ErrorCode.METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed here",
+            {"allowed_methods": methods},
+            headers={"Allow": allow},
         )
     elif exc.status_code == 413:
         error = OfferhubError(ErrorCode.PAYLOAD_TOO_LARGE, "The request body exceeds 1 MiB")

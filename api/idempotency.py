@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from api.services import Services
 from models.errors import ErrorCode, OfferhubError
@@ -132,11 +133,18 @@ class IdempotencyStore:
             inserted = await session.execute(
                 insert(IdempotencyRecord)
                 .values(
-                    namespace=namespace, key=key, fingerprint=fingerprint, method=method, path=path,
-                    status="IN_PROGRESS", resource_id=new_resource_id, locked_until=lease, expires_at=expires_at,
+                    namespace=namespace,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=method,
+                    path=path,
+                    status="IN_PROGRESS",
+                    resource_id=new_resource_id,
+                    locked_until=lease,
+                    expires_at=expires_at,
                 )
                 .on_conflict_do_nothing()
-                .returning(IdempotencyRecord.resource_id)
+                .returning(col(IdempotencyRecord.resource_id))
             )
             row = inserted.first()
             if row is not None:
@@ -145,7 +153,7 @@ class IdempotencyStore:
             record = (
                 await session.execute(
                     select(IdempotencyRecord)
-                    .where(IdempotencyRecord.namespace == namespace, IdempotencyRecord.key == key)
+                    .where(col(IdempotencyRecord.namespace) == namespace, col(IdempotencyRecord.key) == key)
                     .with_for_update()
                 )
             ).scalar_one()
@@ -180,8 +188,11 @@ class IdempotencyStore:
                 async with self.services.sessions() as session, session.begin():
                     await session.execute(
                         update(IdempotencyRecord)
-                        .where(IdempotencyRecord.namespace == namespace, IdempotencyRecord.key == key,
-                               IdempotencyRecord.status == "IN_PROGRESS")
+                        .where(
+                            col(IdempotencyRecord.namespace) == namespace,
+                            col(IdempotencyRecord.key) == key,
+                            col(IdempotencyRecord.status) == "IN_PROGRESS",
+                        )
                         .values(locked_until=text(f"now() + interval '{self.lock_seconds} seconds'"))
                     )
 
@@ -196,13 +207,19 @@ class IdempotencyStore:
     async def finish(
         self, *, namespace: str, key: str, fingerprint: str, response: StoredResponse, retention_seconds: int | None
     ) -> None:
-        where = (IdempotencyRecord.namespace == namespace, IdempotencyRecord.key == key)
+        where = (col(IdempotencyRecord.namespace) == namespace, col(IdempotencyRecord.key) == key)
         async with self.services.sessions() as session, session.begin():
             if is_storable(response.status, response.body):
                 await session.execute(
-                    update(IdempotencyRecord).where(*where).values(
-                        status="COMPLETED", response_status=response.status, response_body=response.body,
-                        response_location=response.location, completed_at=utcnow(), locked_until=None,
+                    update(IdempotencyRecord)
+                    .where(*where)
+                    .values(
+                        status="COMPLETED",
+                        response_status=response.status,
+                        response_body=response.body,
+                        response_location=response.location,
+                        completed_at=utcnow(),
+                        locked_until=None,
                         updated_at=utcnow(),
                     )
                 )
@@ -225,7 +242,12 @@ class IdempotencyStore:
         self, namespace: str, key: str, fingerprint: str, response: StoredResponse, retention_seconds: int | None
     ) -> None:
         ttl = min(retention_seconds or REDIS_MAX_SECONDS, REDIS_MAX_SECONDS)
-        payload = {"fingerprint": fingerprint, "status": response.status, "body": response.body, "location": response.location}
+        payload = {
+            "fingerprint": fingerprint,
+            "status": response.status,
+            "body": response.body,
+            "location": response.location,
+        }
         try:
             await self.services.redis.set(_redis_key(namespace, key), json.dumps(payload), ex=ttl)
         except Exception as exc:

@@ -36,8 +36,12 @@ class MaintenanceState:
     @classmethod
     def of(cls, row: Marketplace) -> MaintenanceState:
         return cls(
-            row.maintenance_enabled, row.maintenance_message, row.maintenance_retry_after_seconds,
-            iso(row.maintenance_enabled_at), row.maintenance_enabled_by, iso(row.updated_at),
+            row.maintenance_enabled,
+            row.maintenance_message,
+            row.maintenance_retry_after_seconds,
+            iso(row.maintenance_enabled_at),
+            row.maintenance_enabled_by,
+            iso(row.updated_at),
         )
 
     def view(self) -> dict[str, Any]:
@@ -62,9 +66,7 @@ async def marketplace_row(services: Services) -> Marketplace:
     from sqlalchemy.dialects.postgresql import insert
 
     async with services.sessions() as session, session.begin():
-        await session.execute(
-            insert(Marketplace).values(id=new_id(IdPrefix.MARKETPLACE)).on_conflict_do_nothing()
-        )
+        await session.execute(insert(Marketplace).values(id=new_id(IdPrefix.MARKETPLACE)).on_conflict_do_nothing())
     async with services.sessions() as session:
         return (await session.execute(select(Marketplace))).scalar_one()
 

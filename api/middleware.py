@@ -75,8 +75,11 @@ class RequestContextMiddleware:
             log.info(
                 "request",
                 extra={
-                    "request_id": request_id, "method": scope.get("method"), "path": scope.get("path"),
-                    "status": status_holder["status"], "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status_holder["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )
 

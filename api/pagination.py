@@ -30,7 +30,8 @@ class Page(BaseModel, Generic[T]):
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= 100:
         raise OfferhubError(
-            ErrorCode.VALIDATION_ERROR, "limit must be between 1 and 100",
+            ErrorCode.VALIDATION_ERROR,
+            "limit must be between 1 and 100",
             {"fields": [{"field": "limit", "message": "must be between 1 and 100"}]},
         )
     return limit
@@ -38,7 +39,8 @@ def check_limit(limit: int) -> int:
 
 def bad_cursor() -> OfferhubError:
     return OfferhubError(
-        ErrorCode.VALIDATION_ERROR, "Unknown cursor",
+        ErrorCode.VALIDATION_ERROR,
+        "Unknown cursor",
         {"fields": [{"field": "cursor", "message": "unknown cursor"}]},
     )
 
@@ -64,8 +66,10 @@ async def page(
             or_(model.created_at < anchor.created_at, and_(model.created_at == anchor.created_at, model.id < anchor.id))
         )
     rows: Sequence[Any] = (
-        await session.execute(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1))
-    ).scalars().all()
+        (await session.execute(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+        .scalars()
+        .all()
+    )
     has_more = len(rows) > limit
     items = list(rows[:limit])
     return {
@@ -74,4 +78,4 @@ async def page(
     }
 
 
-__all__ = ["Page", "Pagination", "page", "check_limit", "tuple_"]
+__all__ = ["Page", "Pagination", "check_limit", "page", "tuple_"]

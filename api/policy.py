@@ -145,19 +145,22 @@ async def _json_object_body(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise OfferhubError(
-            ErrorCode.VALIDATION_ERROR, "The body must be sent as Content-Type: application/json",
+            ErrorCode.VALIDATION_ERROR,
+            "The body must be sent as Content-Type: application/json",
             {"fields": [{"field": "body", "message": "Content-Type must be application/json"}]},
         )
     try:
         parsed = json.loads(raw)
     except ValueError:
         raise OfferhubError(
-            ErrorCode.VALIDATION_ERROR, "The body is not valid JSON",
+            ErrorCode.VALIDATION_ERROR,
+            "The body is not valid JSON",
             {"fields": [{"field": "body", "message": "body is not valid JSON"}]},
         ) from None
     if not isinstance(parsed, dict):
         raise OfferhubError(
-            ErrorCode.VALIDATION_ERROR, "The body must be a JSON object",
+            ErrorCode.VALIDATION_ERROR,
+            "The body must be a JSON object",
             {"fields": [{"field": "body", "message": "must be a JSON object"}]},
         )
 
@@ -166,7 +169,8 @@ def _unknown_query(request: Request, allowed: frozenset[str]) -> None:
     unknown = sorted({name for name in request.query_params if name not in allowed})
     if unknown:
         raise OfferhubError(
-            ErrorCode.VALIDATION_ERROR, "Unknown query parameters",
+            ErrorCode.VALIDATION_ERROR,
+            "Unknown query parameters",
             {"fields": [{"field": name, "message": "unknown query parameter"} for name in unknown]},
         )
 
@@ -187,6 +191,12 @@ def _response_body(response: Response) -> Any:
         return None
 
 
+def route_policy(endpoint: Callable[..., Any]) -> RoutePolicy:
+    """The rules a handler declared with `@policy` (public and unkeyed when it declared none)."""
+    rule = getattr(endpoint, "__offerhub_policy__", None)
+    return rule if isinstance(rule, RoutePolicy) else RoutePolicy(Access.PUBLIC)
+
+
 def _query_names(dependant: Dependant) -> set[str]:
     names = {param.alias for param in dependant.query_params}
     for sub in dependant.dependencies:
@@ -197,7 +207,7 @@ def _query_names(dependant: Dependant) -> set[str]:
 class GuardedRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
-        rule: RoutePolicy = getattr(self.endpoint, "__offerhub_policy__", RoutePolicy(Access.PUBLIC))
+        rule = route_policy(self.endpoint)
         allowed_query = frozenset(_query_names(self.dependant))
 
         async def execute(request: Request) -> Response:
@@ -247,7 +257,9 @@ class GuardedRoute(APIRoute):
             )
         else:
             status = await ratelimit.hit(
-                services.redis, scope="api_key", identity=credential.namespace,
+                services.redis,
+                scope="api_key",
+                identity=credential.namespace,
                 limit=settings.rate_limit_per_key_per_minute,
             )
         return status.headers()
@@ -260,15 +272,20 @@ class GuardedRoute(APIRoute):
         key: str,
         execute: Callable[[Request], Coroutine[Any, Any, Response]],
     ) -> Response:
-        rule: RoutePolicy = getattr(self.endpoint, "__offerhub_policy__")
+        rule = route_policy(self.endpoint)
         store = IdempotencyStore(services)
         path = request.url.path.removeprefix(API_PREFIX)
         retention = _retention_seconds(services, rule.retention)
         fp = fingerprint(credential.namespace, request.method, path, await request.body())
         request.state.idempotency_key = key
         outcome = await store.begin(
-            namespace=credential.namespace, key=key, fingerprint=fp, method=request.method, path=path,
-            retention_seconds=retention, new_resource_id=new_id(rule.creates) if rule.creates else None,
+            namespace=credential.namespace,
+            key=key,
+            fingerprint=fp,
+            method=request.method,
+            path=path,
+            retention_seconds=retention,
+            new_resource_id=new_id(rule.creates) if rule.creates else None,
         )
         if isinstance(outcome, StoredResponse):
             from api.errors import ApiJSONResponse
@@ -284,15 +301,20 @@ class GuardedRoute(APIRoute):
                 response = await execute(request)
         except BaseException:
             await store.finish(
-                namespace=credential.namespace, key=key, fingerprint=fp,
-                response=StoredResponse(500, None, None), retention_seconds=retention,
+                namespace=credential.namespace,
+                key=key,
+                fingerprint=fp,
+                response=StoredResponse(500, None, None),
+                retention_seconds=retention,
             )
             raise
         body = _response_body(response)
         if isinstance(body, dict):
             body = {name: (None if name in rule.secret_fields else value) for name, value in body.items()}
         await store.finish(
-            namespace=credential.namespace, key=key, fingerprint=fp,
+            namespace=credential.namespace,
+            key=key,
+            fingerprint=fp,
             response=StoredResponse(response.status_code, body, response.headers.get("location")),
             retention_seconds=retention,
         )

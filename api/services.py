@@ -55,7 +55,9 @@ class Services:
             engine=engine,
             sessions=async_sessionmaker(engine, expire_on_commit=False),
             redis=aioredis.from_url(
-                settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2,
+                settings.redis_url.get_secret_value(),
+                socket_timeout=2,
+                socket_connect_timeout=2,
                 decode_responses=False,
             ),
         )

@@ -19,7 +19,13 @@ from pathlib import Path
 import httpx
 
 from cli.stack import (
-    LOOPBACK, EmbeddedPostgres, EmbeddedRedis, EmbeddedTemporal, spawn, stop_process, wait_for_port,
+    LOOPBACK,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedTemporal,
+    spawn,
+    stop_process,
+    wait_for_port,
 )
 
 API_PORT, SANDBOX_PORT, TEMPORAL_PORT, TEMPORAL_UI_PORT, REDIS_PORT = 4000, 8700, 7233, 8233, 6379
@@ -35,12 +41,13 @@ def load_secrets(path: Path) -> dict[str, str]:
             if name and value:
                 values[name.strip()] = value.strip()
     changed = False
-    for name, make in (
-        ("OFFERHUB_MASTER_KEY", lambda: "ohk_master_" + secrets.token_urlsafe(32)),
-        ("WALLET_ENCRYPTION_KEY", lambda: secrets.token_hex(32)),
-    ):
+    generated = {
+        "OFFERHUB_MASTER_KEY": "ohk_master_" + secrets.token_urlsafe(32),
+        "WALLET_ENCRYPTION_KEY": secrets.token_hex(32),
+    }
+    for name, value in generated.items():
         if name not in values:
-            values[name] = make()
+            values[name] = value
             changed = True
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,8 +146,12 @@ class DevStack:
             offerhub = [sys.executable, "-m", "cli.main"]
             logs = self.data / "logs"
             self.children = [
-                Child("sandbox", [*offerhub, "sandbox", "run", "--port", str(self.sandbox_port)], logs / "sandbox.log",
-                      self.sandbox_port),
+                Child(
+                    "sandbox",
+                    [*offerhub, "sandbox", "run", "--port", str(self.sandbox_port)],
+                    logs / "sandbox.log",
+                    self.sandbox_port,
+                ),
                 Child("worker", [*offerhub, "worker"], logs / "worker.log"),
                 Child("api", [*offerhub, "api"], logs / "api.log", self.api_port),
             ]
@@ -203,8 +214,10 @@ class DevStack:
             if child.process is None or child.process.poll() is None:
                 continue
             if child.restart_at == 0.0:
-                print(f"{child.name} exited with code {child.process.returncode}; restarting in {child.backoff:.0f} s",
-                      flush=True)
+                print(
+                    f"{child.name} exited with code {child.process.returncode}; restarting in {child.backoff:.0f} s",
+                    flush=True,
+                )
                 child.restart_at = now + child.backoff
             elif now >= child.restart_at:
                 child.start(env)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -11,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="OFFER-HUB Orchestrator: run, operate and inspect the payments orchestrator.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="OFFER-HUB Orchestrator: run, operate and inspect the payments orchestrator.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys (through the API, master key).", no_args_is_help=True)
 token_app = typer.Typer(help="Short-lived tokens.", no_args_is_help=True)
 maintenance_app = typer.Typer(help="Maintenance mode (master key).", no_args_is_help=True)
@@ -59,8 +59,7 @@ def api() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
-                access_log=False)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
 
 
 @app.command()
@@ -88,8 +87,10 @@ def openapi(output: Annotated[Path | None, typer.Option("-o", "--output")] = Non
     from settings import Settings
 
     placeholder = Settings(  # documentation needs no real secrets
-        offerhub_master_key="x" * 32, wallet_encryption_key="0" * 64,  # type: ignore[arg-type]
-        trustless_work_api_key="-", trustless_work_webhook_secret="-",  # type: ignore[arg-type]
+        offerhub_master_key="x" * 32,
+        wallet_encryption_key="0" * 64,
+        trustless_work_api_key="-",
+        trustless_work_webhook_secret="-",
     )
     document = json.dumps(create_app(placeholder).openapi(), indent=2)
     if output is None:
@@ -137,7 +138,7 @@ def _print(data: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    rows = data.get("data") if isinstance(data, dict) and "data" in data else [data]
+    rows: list[dict[str, Any]] = data["data"] if isinstance(data, dict) and "data" in data else [data]
     for row in rows:
         typer.echo("  ".join(f"{k}={v}" for k, v in row.items() if not isinstance(v, dict | list) or v))
 
@@ -146,11 +147,17 @@ def _print(data: Any, as_json: bool) -> None:
 def keys_create(
     name: Annotated[str, typer.Option()],
     scopes: Annotated[str, typer.Option(help="comma-separated: read,write,support")],
-    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    master_key: MasterKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Create an API key; its secret is printed once."""
-    data = _call("POST", f"{api_url}/auth/api-keys", master_key,
-                 {"name": name, "scopes": [s.strip() for s in scopes.split(",") if s.strip()]})
+    data = _call(
+        "POST",
+        f"{api_url}/auth/api-keys",
+        master_key,
+        {"name": name, "scopes": [s.strip() for s in scopes.split(",") if s.strip()]},
+    )
     _print(data, as_json)
     if not as_json:
         typer.echo("warning: the key is shown only now; store it safely", err=True)
@@ -163,8 +170,9 @@ def keys_list(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, a
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None,
-                as_json: AsJson = False) -> None:
+def keys_revoke(
+    key_id: str, api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False
+) -> None:
     """Revoke an API key and every token minted from it."""
     _print(_call("DELETE", f"{api_url}/auth/api-keys/{key_id}", master_key), as_json)
 
@@ -174,7 +182,9 @@ def token_create(
     key_id: Annotated[str | None, typer.Option("--key-id")] = None,
     scopes: Annotated[str | None, typer.Option()] = None,
     ttl: Annotated[int, typer.Option()] = 900,
-    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, api_key: ApiKeyOpt = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    master_key: MasterKey = None,
+    api_key: ApiKeyOpt = None,
     as_json: AsJson = False,
 ) -> None:
     """Issue a short-lived token (master key with --key-id, or an API key for itself)."""
@@ -187,7 +197,9 @@ def token_create(
 
 
 @maintenance_app.command("status")
-def maintenance_status(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False) -> None:
+def maintenance_status(
+    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False
+) -> None:
     _print(_call("GET", f"{api_url}/admin/maintenance/status", master_key), as_json)
 
 
@@ -195,14 +207,18 @@ def maintenance_status(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey 
 def maintenance_enable(
     message: Annotated[str, typer.Option()] = "System maintenance in progress",
     retry_after: Annotated[int, typer.Option()] = 300,
-    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    master_key: MasterKey = None,
+    as_json: AsJson = False,
 ) -> None:
     body = {"message": message, "retry_after_seconds": retry_after}
     _print(_call("POST", f"{api_url}/admin/maintenance/enable", master_key, body), as_json)
 
 
 @maintenance_app.command("disable")
-def maintenance_disable(api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False) -> None:
+def maintenance_disable(
+    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False
+) -> None:
     _print(_call("POST", f"{api_url}/admin/maintenance/disable", master_key), as_json)
 
 

@@ -75,8 +75,12 @@ def spawn(args: list[str], *, log: Path, env: dict[str, str] | None = None) -> s
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("ab")
     return subprocess.Popen(
-        args, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=env,
+        args,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
     )
 
 
@@ -135,8 +139,21 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = spawn(
             [
-                binary("redis-server"), "--bind", LOOPBACK, "--port", str(self.port), "--dir", str(self.data_dir),
-                "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+                binary("redis-server"),
+                "--bind",
+                LOOPBACK,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
             ],
             log=self.data_dir / "redis.log",
         )
@@ -158,9 +175,23 @@ class EmbeddedTemporal:
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            binary("temporal"), "server", "start-dev", "--ip", LOOPBACK, "--port", str(self.port),
-            "--db-filename", str(self.data_dir / "temporal.db"), "--namespace", self.namespace,
-            "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "warn",
+            binary("temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--namespace",
+            self.namespace,
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            "warn",
         ]
         args += ["--headless"] if self.ui_port is None else ["--ui-port", str(self.ui_port), "--ui-ip", LOOPBACK]
         for name, kind in SEARCH_ATTRIBUTES.items():

@@ -30,9 +30,23 @@ def audit_entry(
     now = utcnow()
     actor_type, actor_id = actor
     return AuditLog(
-        id=new_id(IdPrefix.AUDIT), occurred_at=now, action=action, resource_type=resource_type,
-        resource_id=resource_id, user_id=user_id, actor_type=actor_type, actor_id=actor_id, result=result,
-        payload_before=redact(before), payload_after=redact(after), error=redact(error),
-        request_id=request_id, idempotency_key=idempotency_key, correlation_id=correlation_id,
-        ip=ip, user_agent=redact(user_agent), created_at=now, updated_at=now,
+        id=new_id(IdPrefix.AUDIT),
+        occurred_at=now,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        user_id=user_id,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        result=result,
+        payload_before=redact(before),
+        payload_after=redact(after),
+        error=redact(error),
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+        correlation_id=correlation_id,
+        ip=ip,
+        user_agent=redact(user_agent),
+        created_at=now,
+        updated_at=now,
     )

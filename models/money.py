@@ -30,7 +30,7 @@ class AmountFormatError(ValueError):
 def parse_amount(value: object) -> int:
     """`"120.50"` -> 12050. Anything but a well-formed positive 2-decimal string fails."""
     if not isinstance(value, str) or not AMOUNT_PATTERN.fullmatch(value):
-        raise AmountFormatError("must be a string with exactly 2 decimals, e.g. \"120.00\"")
+        raise AmountFormatError('must be a string with exactly 2 decimals, e.g. "120.00"')
     whole, fraction = value.split(".")
     cents = int(whole) * 100 + int(fraction)
     if cents <= 0:
@@ -118,9 +118,7 @@ class Money:
     """
 
     @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         def validate(value: object) -> int:
             try:
                 return parse_amount(value)
@@ -142,9 +140,7 @@ class Currency:
     """Pydantic field type for `currency`: only `USD` in v1 (`400 INVALID_CURRENCY`)."""
 
     @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         def validate(value: object) -> str:
             if value not in SUPPORTED_CURRENCIES:
                 raise PydanticCustomError("invalid_currency", "only USD is supported")

@@ -174,8 +174,15 @@ ORDER = StateMachine(
             O.FUNDS_RESERVED,
             refusals={
                 state: ErrorCode.ESCROW_ALREADY_EXISTS
-                for state in (O.ESCROW_CREATING, O.ESCROW_FUNDING, O.ESCROW_FUNDED, O.IN_PROGRESS,
-                              O.RELEASE_REQUESTED, O.REFUND_REQUESTED, O.DISPUTED)
+                for state in (
+                    O.ESCROW_CREATING,
+                    O.ESCROW_FUNDING,
+                    O.ESCROW_FUNDED,
+                    O.IN_PROGRESS,
+                    O.RELEASE_REQUESTED,
+                    O.REFUND_REQUESTED,
+                    O.DISPUTED,
+                )
             },
         ),
         "fund_escrow": _action(
@@ -183,9 +190,18 @@ ORDER = StateMachine(
             refusals={
                 O.FUNDS_RESERVED: ErrorCode.ESCROW_NOT_READY,
                 O.ESCROW_CREATING: ErrorCode.ESCROW_NOT_READY,
-                **{state: ErrorCode.ESCROW_ALREADY_FUNDED
-                   for state in (O.ESCROW_FUNDED, O.IN_PROGRESS, O.RELEASE_REQUESTED,
-                                 O.REFUND_REQUESTED, O.DISPUTED, O.RELEASED, O.REFUNDED)},
+                **{
+                    state: ErrorCode.ESCROW_ALREADY_FUNDED
+                    for state in (
+                        O.ESCROW_FUNDED,
+                        O.IN_PROGRESS,
+                        O.RELEASE_REQUESTED,
+                        O.REFUND_REQUESTED,
+                        O.DISPUTED,
+                        O.RELEASED,
+                        O.REFUNDED,
+                    )
+                },
             },
         ),
         "release": _action(O.IN_PROGRESS, refusals={O.DISPUTED: ErrorCode.DISPUTE_ALREADY_OPEN}),

@@ -46,15 +46,20 @@ def create_sandbox_app() -> FastAPI:
         return {
             "network_passphrase": passphrase,
             "usdc_asset": {"code": "USDC", "issuer": issuer},
-            "accounts": {name: derived_keypair(seed, name).public_key for name in ("root", "usdc-issuer", "faucet", "tw-fee")},
+            "accounts": {
+                name: derived_keypair(seed, name).public_key for name in ("root", "usdc-issuer", "faucet", "tw-fee")
+            },
             "seed": seed,
         }
 
     @app.get("/horizon/")
     async def horizon_root() -> dict[str, Any]:
         return {
-            "network_passphrase": passphrase, "history_latest_ledger": 1, "core_latest_ledger": 1,
-            "horizon_version": "sandbox-1", "current_protocol_version": 22,
+            "network_passphrase": passphrase,
+            "history_latest_ledger": 1,
+            "core_latest_ledger": 1,
+            "horizon_version": "sandbox-1",
+            "current_protocol_version": 22,
         }
 
     @app.get("/tw/helper/get-escrows-by-signer")

@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
 class ProbeWorkflow:
     @workflow.run
     async def run(self) -> ProbeResult:
-        return await workflow.execute_activity(
+        result: ProbeResult = await workflow.execute_activity(
             "probe_database", start_to_close_timeout=timedelta(seconds=10), result_type=ProbeResult
         )
+        return result

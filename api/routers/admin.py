@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
+from sqlmodel import col
 
 from api.maintenance import MaintenanceState, marketplace_row
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
@@ -30,19 +31,31 @@ async def _apply(services: Services, context: RequestContext, values: dict[str, 
     async with services.sessions() as session, session.begin():
         updated = (
             await session.execute(
-                update(Marketplace).where(Marketplace.id == row.id).values(**values, updated_at=utcnow())
+                update(Marketplace)
+                .where(col(Marketplace.id) == row.id)
+                .values(**values, updated_at=utcnow())
                 .returning(Marketplace)
             )
         ).scalar_one()
         state = MaintenanceState.of(updated)
-        session.add(audit_entry(
-            action=action, resource_type="maintenance", resource_id=row.id, actor=context.actor,
-            before={"enabled": before.enabled, "message": before.message},
-            after={"enabled": state.enabled, "message": state.message,
-                   "retry_after_seconds": state.retry_after_seconds},
-            request_id=context.request_id, idempotency_key=context.idempotency_key, ip=context.ip,
-            user_agent=context.user_agent,
-        ))
+        session.add(
+            audit_entry(
+                action=action,
+                resource_type="maintenance",
+                resource_id=row.id,
+                actor=context.actor,
+                before={"enabled": before.enabled, "message": before.message},
+                after={
+                    "enabled": state.enabled,
+                    "message": state.message,
+                    "retry_after_seconds": state.retry_after_seconds,
+                },
+                request_id=context.request_id,
+                idempotency_key=context.idempotency_key,
+                ip=context.ip,
+                user_agent=context.user_agent,
+            )
+        )
     await services.maintenance.publish(services, state)
     return state.view()
 
@@ -60,8 +73,10 @@ async def maintenance_enable(
 ) -> dict[str, Any]:
     body = body or MaintenanceEnable()
     values = {
-        "maintenance_enabled": True, "maintenance_message": body.message,
-        "maintenance_retry_after_seconds": body.retry_after_seconds, "maintenance_enabled_at": utcnow(),
+        "maintenance_enabled": True,
+        "maintenance_message": body.message,
+        "maintenance_retry_after_seconds": body.retry_after_seconds,
+        "maintenance_enabled_at": utcnow(),
         "maintenance_enabled_by": "master_key",
     }
     return await _apply(services, context, values, "MAINTENANCE_ENABLED")
@@ -71,7 +86,10 @@ async def maintenance_enable(
 @policy(Access.MASTER, retention=Retention.SHORT, maintenance_exempt=True)
 async def maintenance_disable(services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     values = {
-        "maintenance_enabled": False, "maintenance_message": None, "maintenance_retry_after_seconds": None,
-        "maintenance_enabled_at": None, "maintenance_enabled_by": None,
+        "maintenance_enabled": False,
+        "maintenance_message": None,
+        "maintenance_retry_after_seconds": None,
+        "maintenance_enabled_at": None,
+        "maintenance_enabled_by": None,
     }
     return await _apply(services, context, values, "MAINTENANCE_DISABLED")

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from api import credentials
 from api.errors import ApiJSONResponse
@@ -45,17 +46,30 @@ class TokenCreate(BaseModel):
 
 def api_key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
     return {
-        "id": key.id, "name": key.name, "scopes": list(key.scopes), "status": key.status, "key": secret,
-        "key_hint": key.key_hint, "last_used_at": iso(key.last_used_at), "revoked_at": iso(key.revoked_at),
-        "created_at": iso(key.created_at), "updated_at": iso(key.updated_at),
+        "id": key.id,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "status": key.status,
+        "key": secret,
+        "key_hint": key.key_hint,
+        "last_used_at": iso(key.last_used_at),
+        "revoked_at": iso(key.revoked_at),
+        "created_at": iso(key.created_at),
+        "updated_at": iso(key.updated_at),
     }
 
 
 def _audit(context: RequestContext, action: str, key_id: str, **payload: Any) -> Any:
     return audit_entry(
-        action=action, resource_type="api_key", resource_id=key_id, actor=context.actor,
-        request_id=context.request_id, idempotency_key=context.idempotency_key, ip=context.ip,
-        user_agent=context.user_agent, **payload,
+        action=action,
+        resource_type="api_key",
+        resource_id=key_id,
+        actor=context.actor,
+        request_id=context.request_id,
+        idempotency_key=context.idempotency_key,
+        ip=context.ip,
+        user_agent=context.user_agent,
+        **payload,
     )
 
 
@@ -64,23 +78,39 @@ def _not_found(key_id: str) -> OfferhubError:
 
 
 @router.post("/auth/api-keys", status_code=201, operation_id="api-keys-create", summary="Create an API key")
-@policy(Access.MASTER, retention=Retention.SHORT, creates=IdPrefix.API_KEY, secret_fields=("key",),
-        maintenance_exempt=True)
+@policy(
+    Access.MASTER, retention=Retention.SHORT, creates=IdPrefix.API_KEY, secret_fields=("key",), maintenance_exempt=True
+)
 async def create_api_key(body: ApiKeyCreate, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
     new = credentials.generate_api_key(services.settings.api_key_prefix)
     now = utcnow()
     key = ApiKey(
-        id=context.new_resource_id(IdPrefix.API_KEY), name=body.name, scopes=list(body.scopes), status="ACTIVE",
-        key_prefix=new.key_prefix, lookup_prefix=new.lookup_prefix, salt=new.salt, secret_hash=new.secret_hash,
-        key_hint=new.key_hint, created_at=now, updated_at=now,
+        id=context.new_resource_id(IdPrefix.API_KEY),
+        name=body.name,
+        scopes=list(body.scopes),
+        status="ACTIVE",
+        key_prefix=new.key_prefix,
+        lookup_prefix=new.lookup_prefix,
+        salt=new.salt,
+        secret_hash=new.secret_hash,
+        key_hint=new.key_hint,
+        created_at=now,
+        updated_at=now,
     )
     async with services.sessions() as session, session.begin():
         session.add(key)
         await session.flush()
-        session.add(_audit(context, "API_KEY_CREATED", key.id, after={"name": key.name, "scopes": key.scopes,
-                                                                       "key_hint": key.key_hint}))
-    return ApiJSONResponse(api_key_view(key, new.secret), status_code=201,
-                           headers={"Location": f"/api/v1/auth/api-keys/{key.id}"})
+        session.add(
+            _audit(
+                context,
+                "API_KEY_CREATED",
+                key.id,
+                after={"name": key.name, "scopes": key.scopes, "key_hint": key.key_hint},
+            )
+        )
+    return ApiJSONResponse(
+        api_key_view(key, new.secret), status_code=201, headers={"Location": f"/api/v1/auth/api-keys/{key.id}"}
+    )
 
 
 @router.get("/auth/api-keys", operation_id="api-keys-list", summary="List API keys (never their secrets)")
@@ -93,10 +123,17 @@ async def list_api_keys(
 ) -> dict[str, Any]:
     query = select(ApiKey)
     if status is not None:
-        query = query.where(ApiKey.status == status)
+        query = query.where(col(ApiKey.status) == status)
     async with services.sessions() as session:
-        return await page(session, ApiKey, query, limit=limit, cursor=cursor,
-                          cursor_valid=lambda c: is_id(c, IdPrefix.API_KEY), render=api_key_view)
+        return await page(
+            session,
+            ApiKey,
+            query,
+            limit=limit,
+            cursor=cursor,
+            cursor_valid=lambda c: is_id(c, IdPrefix.API_KEY),
+            render=api_key_view,
+        )
 
 
 @router.delete("/auth/api-keys/{key_id}", operation_id="api-keys-revoke", summary="Revoke an API key and its tokens")
@@ -105,17 +142,20 @@ async def revoke_api_key(key_id: str, services: ServicesDep, context: ContextDep
     if not is_id(key_id, IdPrefix.API_KEY):
         raise _not_found(key_id)
     async with services.sessions() as session, session.begin():
-        key = (await session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())).scalar_one_or_none()
+        key = (
+            await session.execute(select(ApiKey).where(col(ApiKey.id) == key_id).with_for_update())
+        ).scalar_one_or_none()
         if key is None:
             raise _not_found(key_id)
         if key.status == "ACTIVE":
             now = utcnow()
             await session.execute(
-                update(ApiKey).where(ApiKey.id == key_id).values(status="REVOKED", revoked_at=now, updated_at=now)
+                update(ApiKey).where(col(ApiKey.id) == key_id).values(status="REVOKED", revoked_at=now, updated_at=now)
             )
             key.status, key.revoked_at, key.updated_at = "REVOKED", now, now
-            session.add(_audit(context, "API_KEY_REVOKED", key_id, before={"status": "ACTIVE"},
-                               after={"status": "REVOKED"}))
+            session.add(
+                _audit(context, "API_KEY_REVOKED", key_id, before={"status": "ACTIVE"}, after={"status": "REVOKED"})
+            )
     return api_key_view(key)
 
 
@@ -143,26 +183,37 @@ async def create_token(services: ServicesDep, context: ContextDep, body: TokenCr
         raise _not_found(key_id)
     if key.status != "ACTIVE":
         raise OfferhubError(
-            ErrorCode.INVALID_STATE, f"API key {key_id} is revoked",
+            ErrorCode.INVALID_STATE,
+            f"API key {key_id} is revoked",
             {"api_key_id": key_id, "current_state": key.status, "allowed_states": ["ACTIVE"]},
         )
-    scopes = body.scopes or list(key.scopes)
+    scopes: list[str] = list(body.scopes) if body.scopes else list(key.scopes)
     if not set(scopes) <= set(key.scopes):
         raise _field_error("scopes", f"must be a subset of the key's scopes {list(key.scopes)}")
     ttl = body.ttl_seconds or settings.token_default_ttl_seconds
     if ttl > settings.token_max_ttl_seconds:
         raise _field_error("ttl_seconds", f"must be at most {settings.token_max_ttl_seconds}")
     now = utcnow()
-    claims = credentials.TokenClaims(key_id, tuple(scopes), now + timedelta(seconds=ttl))
+    # tokens carry whole seconds; the answer shows exactly what the token holds
+    expires_at = (now + timedelta(seconds=ttl)).replace(microsecond=0)
+    claims = credentials.TokenClaims(key_id, tuple(scopes), expires_at)
     token = credentials.sign_token(claims, settings.token_secret)
     async with services.sessions() as session, session.begin():
         session.add(_audit(context, "TOKEN_ISSUED", key_id, after={"scopes": scopes, "ttl_seconds": ttl}))
     return ApiJSONResponse(
-        {"token": token, "token_type": "Bearer", "api_key_id": key_id, "scopes": scopes,
-         "expires_at": iso(claims.expires_at), "created_at": iso(now)},
+        {
+            "token": token,
+            "token_type": "Bearer",
+            "api_key_id": key_id,
+            "scopes": scopes,
+            "expires_at": iso(claims.expires_at),
+            "created_at": iso(now),
+        },
         status_code=201,
     )
 
 
 def _field_error(field: str, message: str) -> OfferhubError:
-    return OfferhubError(ErrorCode.VALIDATION_ERROR, f"{field} {message}", {"fields": [{"field": field, "message": message}]})
+    return OfferhubError(
+        ErrorCode.VALIDATION_ERROR, f"{field} {message}", {"fields": [{"field": field, "message": message}]}
+    )

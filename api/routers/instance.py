@@ -26,8 +26,11 @@ async def get_me(services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     return {
         "marketplace_id": marketplace.id,
         "credential": {
-            "type": credential.type, "id": credential.key_id, "name": credential.name,
-            "scopes": list(credential.scopes), "expires_at": iso(credential.expires_at),
+            "type": credential.type,
+            "id": credential.key_id,
+            "name": credential.name,
+            "scopes": list(credential.scopes),
+            "expires_at": iso(credential.expires_at),
         },
         "environment": settings.offerhub_environment,
         "payment_provider": settings.payment_provider,
@@ -53,16 +56,23 @@ async def get_config(services: ServicesDep) -> dict[str, Any]:
             "milestones_per_order": s.max_milestones_per_order,
         },
         "features": {
-            "topups": airtm, "crypto_deposits": not airtm,
+            "topups": airtm,
+            "crypto_deposits": not airtm,
             "withdrawal_destination_types": ["bank", "airtm_balance"] if airtm else ["crypto"],
-            "milestones": True, "disputes": True, "event_stream": True, "outbound_webhooks": True,
+            "milestones": True,
+            "disputes": True,
+            "event_stream": True,
+            "outbound_webhooks": True,
         },
         "providers": {
-            "escrow": "trustless_work", "fiat": "airtm" if airtm else None, "stellar_network": s.stellar_network,
+            "escrow": "trustless_work",
+            "fiat": "airtm" if airtm else None,
+            "stellar_network": s.stellar_network,
             "usdc_asset": {"code": s.stellar_usdc_asset_code, "issuer": s.usdc_issuer},
         },
         "timeouts": {
-            "update_wait_seconds": _number(s.api_update_wait_seconds), "topup_expiry_seconds": s.topup_expiry_seconds,
+            "update_wait_seconds": _number(s.api_update_wait_seconds),
+            "topup_expiry_seconds": s.topup_expiry_seconds,
             "withdrawal_commit_ttl_seconds": s.withdrawal_commit_ttl_seconds,
         },
         "rate_limits": {

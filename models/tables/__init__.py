@@ -4,13 +4,38 @@ from models.tables.accounts import LEDGER_ENTRY_TYPES, LEDGER_SIGNS, Balance, Le
 from models.tables.flows import Dispute, DisputeComment, Escrow, Milestone, Order, Topup, Withdrawal
 from models.tables.platform import SCOPES, ApiKey, IdempotencyRecord, Marketplace
 from models.tables.records import (
-    AuditLog, ChainTransaction, Event, InboundWebhookEvent, ReconciliationRun, WebhookDelivery,
+    AuditLog,
+    ChainTransaction,
+    Event,
+    InboundWebhookEvent,
+    ReconciliationRun,
+    WebhookDelivery,
     WebhookEndpoint,
 )
 
 __all__ = [
-    "LEDGER_ENTRY_TYPES", "LEDGER_SIGNS", "SCOPES", "ApiKey", "AuditLog", "Balance", "ChainTransaction",
-    "Dispute", "DisputeComment", "Escrow", "Event", "IdempotencyRecord", "InboundWebhookEvent",
-    "LedgerEntry", "Marketplace", "Milestone", "Order", "ReconciliationRun", "Topup", "User", "Wallet",
-    "WebhookDelivery", "WebhookEndpoint", "Withdrawal",
+    "LEDGER_ENTRY_TYPES",
+    "LEDGER_SIGNS",
+    "SCOPES",
+    "ApiKey",
+    "AuditLog",
+    "Balance",
+    "ChainTransaction",
+    "Dispute",
+    "DisputeComment",
+    "Escrow",
+    "Event",
+    "IdempotencyRecord",
+    "InboundWebhookEvent",
+    "LedgerEntry",
+    "Marketplace",
+    "Milestone",
+    "Order",
+    "ReconciliationRun",
+    "Topup",
+    "User",
+    "Wallet",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "Withdrawal",
 ]

@@ -7,8 +7,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Identity, Index, Integer, LargeBinary,
-    Text, text,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
@@ -38,8 +48,9 @@ def enum_check(column: str, values: Iterable[str]) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_enum")
 
 
-def text_col(*, nullable: bool = False, default: Any = None, **kw: Any) -> Any:
-    return Field(default=default, sa_column=Column(Text, nullable=nullable, **kw))
+def text_col(*, nullable: bool = False, default: str | None = None, **kw: Any) -> Any:
+    server = text(f"'{default}'") if default is not None else None
+    return Field(default=default, sa_column=Column(Text, nullable=nullable, server_default=server, **kw))
 
 
 def bigint_col(*, nullable: bool = False, default: Any = None, server_default: str | None = None, **kw: Any) -> Any:
@@ -47,8 +58,9 @@ def bigint_col(*, nullable: bool = False, default: Any = None, server_default: s
     return Field(default=default, sa_column=Column(BigInteger, nullable=nullable, server_default=server, **kw))
 
 
-def int_col(*, nullable: bool = False, default: Any = None, **kw: Any) -> Any:
-    return Field(default=default, sa_column=Column(Integer, nullable=nullable, **kw))
+def int_col(*, nullable: bool = False, default: int | None = None, **kw: Any) -> Any:
+    server = text(str(default)) if default is not None else None
+    return Field(default=default, sa_column=Column(Integer, nullable=nullable, server_default=server, **kw))
 
 
 def bool_col(default: bool, **kw: Any) -> Any:
@@ -68,8 +80,10 @@ def created_at_col() -> Any:
 
 def jsonb_col(*, nullable: bool = False, name: str | None = None) -> Any:
     server = None if nullable else text("'{}'::jsonb")
-    column = Column(name, JSONB, nullable=nullable, server_default=server) if name else Column(
-        JSONB, nullable=nullable, server_default=server
+    column = (
+        Column(name, JSONB, nullable=nullable, server_default=server)
+        if name
+        else Column(JSONB, nullable=nullable, server_default=server)
     )
     if nullable:
         return Field(default=None, sa_column=column)
@@ -104,7 +118,20 @@ def listing_index(table: str) -> Index:
 
 
 __all__ = [
-    "datetime", "id_column", "id_check", "enum_check", "text_col", "bigint_col", "int_col", "bool_col",
-    "time_col", "created_at_col", "jsonb_col", "text_array_col", "bytes_col", "identity_pk", "fk",
+    "bigint_col",
+    "bool_col",
+    "bytes_col",
+    "created_at_col",
+    "datetime",
+    "enum_check",
+    "fk",
+    "id_check",
+    "id_column",
+    "identity_pk",
+    "int_col",
+    "jsonb_col",
     "listing_index",
+    "text_array_col",
+    "text_col",
+    "time_col",
 ]

@@ -10,13 +10,30 @@ from sqlmodel import Field, SQLModel
 
 from models.ids import IdPrefix
 from models.tables._columns import (
-    bigint_col, bool_col, created_at_col, enum_check, fk, id_check, id_column, identity_pk, jsonb_col,
-    listing_index, text_col, time_col,
+    bigint_col,
+    bool_col,
+    created_at_col,
+    enum_check,
+    fk,
+    id_check,
+    id_column,
+    identity_pk,
+    jsonb_col,
+    listing_index,
+    text_col,
+    time_col,
 )
 
 LEDGER_ENTRY_TYPES = (
-    "DEPOSIT", "ORDER_RESERVE", "ORDER_RESERVE_RELEASE", "ESCROW_FUND", "ESCROW_RELEASE",
-    "ESCROW_REFUND", "WITHDRAWAL_HOLD", "WITHDRAWAL_HOLD_RELEASE", "WITHDRAWAL_PAYOUT",
+    "DEPOSIT",
+    "ORDER_RESERVE",
+    "ORDER_RESERVE_RELEASE",
+    "ESCROW_FUND",
+    "ESCROW_RELEASE",
+    "ESCROW_REFUND",
+    "WITHDRAWAL_HOLD",
+    "WITHDRAWAL_HOLD_RELEASE",
+    "WITHDRAWAL_PAYOUT",
 )
 
 # Sign pattern of every entry type (domain.md §3.4): (delta_available, delta_reserved).
@@ -79,10 +96,13 @@ class Wallet(SQLModel, table=True):
         CheckConstraint("(purpose = 'USER') = (user_id IS NOT NULL)", name="user_iff_user_purpose"),
         CheckConstraint("(status = 'READY') = (setup_stage = 'TRUSTLINE_READY')", name="ready_iff_trustline"),
         CheckConstraint("char_length(public_key) = 56 AND public_key LIKE 'G%'", name="public_key_format"),
-        Index("ux_wallets_user_primary", "user_id", unique=True,
-              postgresql_where=text("is_primary AND is_active")),
-        Index("ux_wallets_platform_purpose", "purpose", unique=True,
-              postgresql_where=text("user_id IS NULL AND is_active")),
+        Index("ux_wallets_user_primary", "user_id", unique=True, postgresql_where=text("is_primary AND is_active")),
+        Index(
+            "ux_wallets_platform_purpose",
+            "purpose",
+            unique=True,
+            postgresql_where=text("user_id IS NULL AND is_active"),
+        ),
         Index("ix_wallets_status", "status"),
     )
 

@@ -10,13 +10,28 @@ from sqlmodel import SQLModel
 
 from models.ids import IdPrefix
 from models.states import (
-    DisputeStatus, EscrowStatus, MilestoneStatus, OrderStatus, TopupStatus, WithdrawalStatus,
+    DisputeStatus,
+    EscrowStatus,
+    MilestoneStatus,
+    OrderStatus,
+    TopupStatus,
+    WithdrawalStatus,
 )
 from models.tables._columns import (
-    bigint_col, bool_col, created_at_col, enum_check, fk, id_check, id_column, int_col, jsonb_col,
-    listing_index, text_array_col, text_col, time_col,
+    bigint_col,
+    bool_col,
+    created_at_col,
+    enum_check,
+    fk,
+    id_check,
+    id_column,
+    int_col,
+    jsonb_col,
+    listing_index,
+    text_array_col,
+    text_col,
+    time_col,
 )
-
 
 USD_ONLY = "currency = 'USD'"
 
@@ -32,8 +47,14 @@ class Topup(SQLModel, table=True):
         CheckConstraint("provider <> 'crypto' OR stellar_operation_id IS NOT NULL", name="crypto_has_operation"),
         Index("ix_topups_user_created", "user_id", text("created_at DESC")),
         Index("ix_topups_status", "status"),
-        Index("ix_topups_expiry", "status", "expires_at",
-              postgresql_where=text("status IN ('TOPUP_CREATED', 'TOPUP_AWAITING_USER_CONFIRMATION', 'TOPUP_PROCESSING')")),
+        Index(
+            "ix_topups_expiry",
+            "status",
+            "expires_at",
+            postgresql_where=text(
+                "status IN ('TOPUP_CREATED', 'TOPUP_AWAITING_USER_CONFIRMATION', 'TOPUP_PROCESSING')"
+            ),
+        ),
         listing_index("topups"),
     )
 
@@ -106,8 +127,9 @@ class Milestone(SQLModel, table=True):
         id_check(IdPrefix.MILESTONE),
         enum_check("status", tuple(MilestoneStatus)),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("milestone_ref ~ '^[A-Za-z0-9_-]{1,64}$' AND milestone_ref NOT LIKE 'ms\\_%'",
-                        name="milestone_ref_format"),
+        CheckConstraint(
+            "milestone_ref ~ '^[A-Za-z0-9_-]{1,64}$' AND milestone_ref NOT LIKE 'ms\\_%'", name="milestone_ref_format"
+        ),
         UniqueConstraint("order_id", "milestone_ref", name="uq_milestones_order_ref"),
         UniqueConstraint("order_id", "position", name="uq_milestones_order_position"),
     )
@@ -240,8 +262,7 @@ class Withdrawal(SQLModel, table=True):
         CheckConstraint("memo IS NULL OR octet_length(memo) <= 28", name="memo_length"),
         Index("ix_withdrawals_user_created", "user_id", text("created_at DESC")),
         Index("ix_withdrawals_status", "status"),
-        Index("ix_withdrawals_expiry", "status", "expires_at",
-              postgresql_where=text("status = 'WITHDRAWAL_CREATED'")),
+        Index("ix_withdrawals_expiry", "status", "expires_at", postgresql_where=text("status = 'WITHDRAWAL_CREATED'")),
         listing_index("withdrawals"),
     )
 

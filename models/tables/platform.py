@@ -9,8 +9,17 @@ from sqlmodel import SQLModel
 
 from models.ids import IdPrefix
 from models.tables._columns import (
-    bool_col, bytes_col, created_at_col, enum_check, id_check, id_column, int_col, jsonb_col,
-    text_array_col, text_col, time_col,
+    bool_col,
+    bytes_col,
+    created_at_col,
+    enum_check,
+    id_check,
+    id_column,
+    int_col,
+    jsonb_col,
+    text_array_col,
+    text_col,
+    time_col,
 )
 
 SCOPES = ("read", "write", "support")

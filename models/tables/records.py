@@ -11,8 +11,19 @@ from sqlmodel import SQLModel
 
 from models.ids import IdPrefix
 from models.tables._columns import (
-    bigint_col, created_at_col, enum_check, fk, id_check, id_column, identity_pk, int_col, jsonb_col,
-    listing_index, text_array_col, text_col, time_col,
+    bigint_col,
+    created_at_col,
+    enum_check,
+    fk,
+    id_check,
+    id_column,
+    identity_pk,
+    int_col,
+    jsonb_col,
+    listing_index,
+    text_array_col,
+    text_col,
+    time_col,
 )
 
 RESOURCE_TYPES = ("order", "topup", "withdrawal", "dispute", "escrow", "milestone", "user", "balance", "wallet")
@@ -22,18 +33,37 @@ ACTOR_TYPES = ("api_key", "token", "master_key", "system", "webhook", "operator"
 class ChainTransaction(SQLModel, table=True):
     __tablename__ = "chain_transactions"
     __table_args__ = (
-        enum_check("purpose", (
-            "WALLET_ACTIVATION", "FEE_TOPUP", "PAYMENT", "ESCROW_DEPLOY", "ESCROW_FUND", "MILESTONE_STATUS",
-            "MILESTONE_APPROVE", "ESCROW_RELEASE", "ESCROW_DISPUTE", "ESCROW_RESOLVE",
-        )),
+        enum_check(
+            "purpose",
+            (
+                "WALLET_ACTIVATION",
+                "FEE_TOPUP",
+                "PAYMENT",
+                "ESCROW_DEPLOY",
+                "ESCROW_FUND",
+                "MILESTONE_STATUS",
+                "MILESTONE_APPROVE",
+                "ESCROW_RELEASE",
+                "ESCROW_DISPUTE",
+                "ESCROW_RESOLVE",
+            ),
+        ),
         enum_check("via", ("horizon", "trustless_work")),
         enum_check("status", ("SIGNED", "SUBMITTED", "CONFIRMED", "FAILED", "DEAD")),
         CheckConstraint("attempt >= 1", name="attempt_positive"),
         UniqueConstraint("operation_key", "attempt", name="uq_chain_transactions_attempt"),
-        Index("ux_chain_transactions_live", "operation_key", unique=True,
-              postgresql_where=text("status IN ('SIGNED', 'SUBMITTED')")),
-        Index("ux_chain_transactions_confirmed", "operation_key", unique=True,
-              postgresql_where=text("status = 'CONFIRMED'")),
+        Index(
+            "ux_chain_transactions_live",
+            "operation_key",
+            unique=True,
+            postgresql_where=text("status IN ('SIGNED', 'SUBMITTED')"),
+        ),
+        Index(
+            "ux_chain_transactions_confirmed",
+            "operation_key",
+            unique=True,
+            postgresql_where=text("status = 'CONFIRMED'"),
+        ),
         Index("ix_chain_transactions_resource", "resource_type", "resource_id"),
     )
 
@@ -95,9 +125,15 @@ class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_logs"
     __table_args__ = (
         id_check(IdPrefix.AUDIT),
-        enum_check("resource_type", (
-            *RESOURCE_TYPES, "api_key", "webhook_endpoint", "maintenance",
-        )),
+        enum_check(
+            "resource_type",
+            (
+                *RESOURCE_TYPES,
+                "api_key",
+                "webhook_endpoint",
+                "maintenance",
+            ),
+        ),
         enum_check("actor_type", ACTOR_TYPES),
         enum_check("result", ("SUCCESS", "FAILURE")),
         Index("ix_audit_logs_resource", "resource_type", "resource_id", text("occurred_at DESC")),
@@ -159,8 +195,12 @@ class WebhookEndpoint(SQLModel, table=True):
         CheckConstraint("char_length(url) <= 2048", name="url_length"),
         CheckConstraint("cardinality(event_types) BETWEEN 1 AND 50", name="event_types_count"),
         CheckConstraint("(status = 'DELETED') = (deleted_at IS NOT NULL)", name="deleted_at_iff_deleted"),
-        Index("ix_webhook_endpoints_active_listing", text("created_at DESC"), text("id DESC"),
-              postgresql_where=text("status = 'ACTIVE'")),
+        Index(
+            "ix_webhook_endpoints_active_listing",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("status = 'ACTIVE'"),
+        ),
         listing_index("webhook_endpoints"),
     )
 

@@ -1,0 +1,38 @@
+# Thin aliases over the `offerhub` command and the tools in pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint typecheck bench demo install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)  ## run the whole system on the embedded stack (Ctrl-C stops it)
+	$(BIN)/offerhub dev
+
+test: $(STAMP)  ## lint, type-check and run the whole suite against real services
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy .
+
+bench: $(STAMP)
+	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+
+demo: $(STAMP)
+	$(BIN)/offerhub demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""Idempotency-Key: one effect per key, replays marked, reuse and races refused."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+
+from api.idempotency import Execute, IdempotencyStore, StoredResponse
+from api.services import Services
+from tests.api.test_envelope import assert_error
+from tests.support import Stack, stack_settings
+
+
+def pg_dsn(stack: Stack) -> str:
+    return stack.database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def count_keys_named(stack: Stack, name: str) -> int:
+    conn = await asyncpg.connect(pg_dsn(stack))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM api_keys WHERE name = $1", name))
+    finally:
+        await conn.close()
+
+
+async def test_replay_returns_the_stored_answer_without_the_secret(
+    client: httpx.AsyncClient, stack: Stack, master: dict[str, str]
+) -> None:
+    name, key = f"idem-{uuid.uuid4()}", str(uuid.uuid4())
+    headers = {**master, "Idempotency-Key": key}
+    first = await client.post("/auth/api-keys", json={"name": name, "scopes": ["read"]}, headers=headers)
+    assert first.status_code == 201 and first.headers["x-idempotency-key"] == key
+    assert "idempotent-replayed" not in first.headers
+    replay = await client.post("/auth/api-keys", json={"scopes": ["read"], "name": name}, headers=headers)
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["location"] == first.headers["location"]
+    assert replay.json() == {**first.json(), "key": None}
+    assert replay.headers["x-request-id"] != first.headers["x-request-id"]
+    assert await count_keys_named(stack, name) == 1
+    reused = await client.post("/auth/api-keys", json={"name": name + "-other", "scopes": ["read"]}, headers=headers)
+    error = assert_error(reused, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert error["details"] == {"idempotency_key": key}
+
+
+async def test_fifty_concurrent_identical_posts_apply_once(
+    client: httpx.AsyncClient, stack: Stack, master: dict[str, str]
+) -> None:
+    name, key = f"race-{uuid.uuid4()}", str(uuid.uuid4())
+    headers = {**master, "Idempotency-Key": key}
+    responses = await asyncio.gather(
+        *[client.post("/auth/api-keys", json={"name": name, "scopes": ["read"]}, headers=headers) for _ in range(50)]
+    )
+    created = [r for r in responses if r.status_code == 201 and "idempotent-replayed" not in r.headers]
+    replayed = [r for r in responses if r.headers.get("idempotent-replayed") == "true"]
+    in_progress = [r for r in responses if r.status_code == 409]
+    assert len(created) == 1
+    assert len(replayed) + len(in_progress) == 49
+    for response in in_progress:
+        assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
+        assert response.headers["retry-after"] == "1"
+    assert {r.json()["id"] for r in replayed} <= {created[0].json()["id"]}
+    assert await count_keys_named(stack, name) == 1
+
+
+async def test_same_key_under_two_credentials_is_two_records(
+    client: httpx.AsyncClient, stack: Stack, master: dict[str, str], full_key: dict[str, str]
+) -> None:
+    key = str(uuid.uuid4())
+    by_master = await client.post(
+        "/auth/token", json={"api_key_id": None} | {}, headers={**master, "Idempotency-Key": key}
+    )
+    assert by_master.status_code == 400  # master needs api_key_id; stored as the answer for (master, key)
+    by_key = await client.post("/auth/token", json={}, headers={**full_key, "Idempotency-Key": key})
+    assert by_key.status_code == 201 and "idempotent-replayed" not in by_key.headers
+    replay = await client.post("/auth/token", json={}, headers={**full_key, "Idempotency-Key": key})
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json()["token"] is None
+
+
+async def test_a_released_key_re_executes_with_the_same_resource_id(stack: Stack) -> None:
+    services = Services.build(stack_settings(stack))
+    store = IdempotencyStore(services)
+    key, namespace = str(uuid.uuid4()), "key_test"
+    try:
+        first = await store.begin(
+            namespace=namespace,
+            key=key,
+            fingerprint="f" * 64,
+            method="POST",
+            path="/orders",
+            retention_seconds=60,
+            new_resource_id="ord_first",
+        )
+        assert first == Execute("ord_first")
+        again = store.begin(
+            namespace=namespace,
+            key=key,
+            fingerprint="f" * 64,
+            method="POST",
+            path="/orders",
+            retention_seconds=60,
+            new_resource_id="ord_second",
+        )
+        try:
+            await again
+            raise AssertionError("a held key must be IN_PROGRESS")
+        except Exception as exc:
+            assert getattr(exc, "code", None) == "IDEMPOTENCY_KEY_IN_PROGRESS"
+        # a 5xx answer releases the key: the retry executes at once, under the ID allocated first
+        await store.finish(
+            namespace=namespace,
+            key=key,
+            fingerprint="f" * 64,
+            response=StoredResponse(503, {"error": {}}, None),
+            retention_seconds=60,
+        )
+        retry = await store.begin(
+            namespace=namespace,
+            key=key,
+            fingerprint="f" * 64,
+            method="POST",
+            path="/orders",
+            retention_seconds=60,
+            new_resource_id="ord_third",
+        )
+        assert retry == Execute("ord_first")
+        await store.finish(
+            namespace=namespace,
+            key=key,
+            fingerprint="f" * 64,
+            response=StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first"),
+            retention_seconds=60,
+        )
+        stored = await store.begin(
+            namespace=namespace,
+            key=key,
+            fingerprint="f" * 64,
+            method="POST",
+            path="/orders",
+            retention_seconds=60,
+            new_resource_id="ord_fourth",
+        )
+        assert stored == StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first")
+    finally:
+        await services.close()

@@ -1,0 +1,37 @@
+"""Session fixtures: one embedded stack (PostgreSQL, Redis, Temporal, sandbox, worker, API)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from tests.support import Stack, bearer, create_key, start_stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    running = start_stack()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def master(stack: Stack) -> dict[str, str]:
+    return bearer(stack.master_key)
+
+
+@pytest.fixture
+async def full_key(client: httpx.AsyncClient, stack: Stack) -> dict[str, str]:
+    """Headers of a fresh API key holding every scope."""
+    key = await create_key(client, stack.master_key, ["read", "write", "support"])
+    return bearer(key["key"])
