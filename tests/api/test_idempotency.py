@@ -7,9 +7,11 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 
 from api.idempotency import Execute, IdempotencyStore, StoredResponse
 from api.services import Services
+from models.errors import OfferhubError
 from tests.api.test_envelope import assert_error
 from tests.support import Stack, stack_settings
 
@@ -82,66 +84,24 @@ async def test_same_key_under_two_credentials_is_two_records(
 async def test_a_released_key_re_executes_with_the_same_resource_id(stack: Stack) -> None:
     services = Services.build(stack_settings(stack))
     store = IdempotencyStore(services)
-    key, namespace = str(uuid.uuid4()), "key_test"
+    record = {"namespace": "key_test", "key": str(uuid.uuid4()), "fingerprint": "f" * 64}
+
+    async def begin(new_id: str) -> Execute | StoredResponse:
+        return await store.begin(**record, method="POST", path="/orders", retention_seconds=60, new_resource_id=new_id)
+
+    async def finish(response: StoredResponse) -> None:
+        await store.finish(**record, response=response, retention_seconds=60)
+
     try:
-        first = await store.begin(
-            namespace=namespace,
-            key=key,
-            fingerprint="f" * 64,
-            method="POST",
-            path="/orders",
-            retention_seconds=60,
-            new_resource_id="ord_first",
-        )
-        assert first == Execute("ord_first")
-        again = store.begin(
-            namespace=namespace,
-            key=key,
-            fingerprint="f" * 64,
-            method="POST",
-            path="/orders",
-            retention_seconds=60,
-            new_resource_id="ord_second",
-        )
-        try:
-            await again
-            raise AssertionError("a held key must be IN_PROGRESS")
-        except Exception as exc:
-            assert getattr(exc, "code", None) == "IDEMPOTENCY_KEY_IN_PROGRESS"
+        assert await begin("ord_first") == Execute("ord_first")
+        with pytest.raises(OfferhubError) as held:
+            await begin("ord_second")
+        assert held.value.code == "IDEMPOTENCY_KEY_IN_PROGRESS"
         # a 5xx answer releases the key: the retry executes at once, under the ID allocated first
-        await store.finish(
-            namespace=namespace,
-            key=key,
-            fingerprint="f" * 64,
-            response=StoredResponse(503, {"error": {}}, None),
-            retention_seconds=60,
-        )
-        retry = await store.begin(
-            namespace=namespace,
-            key=key,
-            fingerprint="f" * 64,
-            method="POST",
-            path="/orders",
-            retention_seconds=60,
-            new_resource_id="ord_third",
-        )
-        assert retry == Execute("ord_first")
-        await store.finish(
-            namespace=namespace,
-            key=key,
-            fingerprint="f" * 64,
-            response=StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first"),
-            retention_seconds=60,
-        )
-        stored = await store.begin(
-            namespace=namespace,
-            key=key,
-            fingerprint="f" * 64,
-            method="POST",
-            path="/orders",
-            retention_seconds=60,
-            new_resource_id="ord_fourth",
-        )
-        assert stored == StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first")
+        await finish(StoredResponse(503, {"error": {}}, None))
+        assert await begin("ord_third") == Execute("ord_first")
+        created = StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first")
+        await finish(created)
+        assert await begin("ord_fourth") == created
     finally:
         await services.close()
