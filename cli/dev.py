@@ -58,24 +58,26 @@ def load_secrets(path: Path) -> dict[str, str]:
 
 def sandbox_env(api_port: int, sandbox_port: int) -> dict[str, str]:
     """Product settings that point every provider client at the local sandbox (providers.md §5.1)."""
-    from sandbox.app import DEFAULT_PASSPHRASE, DEFAULT_SEED, derived_keypair
+    from sandbox.core import DEFAULTS
+    from sandbox.world import derived_keypair
 
     base = f"http://{LOOPBACK}:{sandbox_port}"
     return {
         "STELLAR_NETWORK": "testnet",
-        "STELLAR_NETWORK_PASSPHRASE": DEFAULT_PASSPHRASE,
+        "STELLAR_NETWORK_PASSPHRASE": DEFAULTS["SANDBOX_NETWORK_PASSPHRASE"],
         "STELLAR_HORIZON_URL": f"{base}/horizon",
         "STELLAR_FRIENDBOT_URL": f"{base}/friendbot",
-        "STELLAR_USDC_ISSUER": derived_keypair(DEFAULT_SEED, "usdc-issuer").public_key,
+        "STELLAR_USDC_ISSUER": derived_keypair(DEFAULTS["SANDBOX_SEED"], "usdc-issuer").public_key,
         "TRUSTLESS_WORK_BASE_URL": f"{base}/tw",
-        "TRUSTLESS_WORK_API_KEY": "sandbox.twkey",
-        "TRUSTLESS_WORK_WEBHOOK_SECRET": "tw_whsec_sandbox",
+        "TRUSTLESS_WORK_API_KEY": DEFAULTS["SANDBOX_TW_API_KEY"],
+        "TRUSTLESS_WORK_WEBHOOK_SECRET": DEFAULTS["SANDBOX_TW_WEBHOOK_SECRET"],
         "AIRTM_BASE_URL": f"{base}/airtm/v2",
         "AIRTM_CHECKOUT_BASE_URL": f"{base}/airtm/checkout",
-        "AIRTM_API_KEY": "sandbox-key",
-        "AIRTM_API_SECRET": "sandbox-secret",
-        "AIRTM_WEBHOOK_SECRET": "whsec_b2ZmZXJodWItc2FuZGJveC1haXJ0bS13ZWJob29rLWtleQ==",
+        "AIRTM_API_KEY": DEFAULTS["SANDBOX_AIRTM_API_KEY"],
+        "AIRTM_API_SECRET": DEFAULTS["SANDBOX_AIRTM_API_SECRET"],
+        "AIRTM_WEBHOOK_SECRET": DEFAULTS["SANDBOX_AIRTM_WEBHOOK_SECRET"],
         "PUBLIC_BASE_URL": f"http://{LOOPBACK}:{api_port}",
+        "SANDBOX_PORT": str(sandbox_port),
         "SANDBOX_TW_WEBHOOK_URL": f"http://{LOOPBACK}:{api_port}/api/v1/webhooks/trustless-work",
         "SANDBOX_AIRTM_WEBHOOK_URL": f"http://{LOOPBACK}:{api_port}/api/v1/webhooks/airtm",
     }

@@ -108,8 +108,9 @@ def sandbox_run(
     import uvicorn
 
     from sandbox.app import create_sandbox_app
+    from sandbox.core import SandboxConfig
 
-    uvicorn.run(create_sandbox_app(), host=host, port=port, log_level="warning")
+    uvicorn.run(create_sandbox_app(SandboxConfig.from_env(port=port)), host=host, port=port, log_level="warning")
 
 
 # --- commands that act through the API -------------------------------------------------

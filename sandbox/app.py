@@ -1,80 +1,86 @@
 """The local provider sandbox (providers.md §5): one FastAPI server speaking Horizon,
-Trustless Work and Airtm, plus its control API.
-
-This first slice answers the reachability reads the orchestrator's health checks use and
-publishes its genesis (`/_sandbox/info`); the ledger, transaction engine, escrow
-contracts, Airtm resources and fault injection come with the provider issue.
-"""
+Trustless Work and Airtm, plus its control API, with fault injection."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from typing import Any
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse
-from stellar_sdk import Keypair
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-DEFAULT_SEED = "offerhub-sandbox"
-DEFAULT_PASSPHRASE = "OfferHub Local Sandbox ; 2026"
-DEFAULT_TW_API_KEY = "sandbox.twkey"
-DEFAULT_AIRTM_KEY, DEFAULT_AIRTM_SECRET = "sandbox-key", "sandbox-secret"
-
-
-def derived_keypair(seed: str, name: str) -> Keypair:
-    return Keypair.from_raw_ed25519_seed(hashlib.sha256(f"{seed}/{name}".encode()).digest())
+from sandbox import airtm, control, horizon, trustless
+from sandbox.airtm import AirtmDesk
+from sandbox.core import Sandbox, SandboxConfig
+from sandbox.faults import FaultMiddleware
 
 
-def create_sandbox_app() -> FastAPI:
-    seed = os.environ.get("SANDBOX_SEED", DEFAULT_SEED)
-    passphrase = os.environ.get("SANDBOX_NETWORK_PASSPHRASE", DEFAULT_PASSPHRASE)
-    tw_key = os.environ.get("SANDBOX_TW_API_KEY", DEFAULT_TW_API_KEY)
-    airtm_pair = (
-        os.environ.get("SANDBOX_AIRTM_API_KEY", DEFAULT_AIRTM_KEY),
-        os.environ.get("SANDBOX_AIRTM_API_SECRET", DEFAULT_AIRTM_SECRET),
+class ControlTokenMiddleware:
+    """With SANDBOX_CONTROL_TOKEN set, /_sandbox needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token and scope["type"] == "http" and scope["path"].startswith("/_sandbox/"):
+            supplied = dict(scope["headers"]).get(b"authorization", b"").decode()
+            if supplied != f"Bearer {self.token}":
+                body = json.dumps(
+                    {"error": {"code": "UNAUTHORIZED", "message": "control token required", "details": {}}}
+                ).encode()
+                await send(
+                    {"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def load_faults(spec: str | None) -> dict[str, object] | None:
+    if not spec:
+        return None
+    text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+    loaded = json.loads(text)
+    return loaded if isinstance(loaded, dict) else None
+
+
+def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
+    config = config or SandboxConfig.from_env()
+    sandbox = Sandbox(config)
+    desk = AirtmDesk(sandbox)
+    initial_faults = load_faults(config.faults)
+    if initial_faults:
+        sandbox.faults.configure(initial_faults)
+        hooks = initial_faults.get("webhooks")
+        sandbox.outbox.set_faults(hooks if isinstance(hooks, dict) else {}, sandbox.faults.config["seed"])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        delivery = asyncio.create_task(sandbox.outbox.run())
+        try:
+            yield
+        finally:
+            delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivery
+
+    app = FastAPI(
+        title="OFFER-HUB provider sandbox",
+        version="sandbox-1",
+        lifespan=lifespan,
+        docs_url="/_sandbox/docs",
+        openapi_url="/_sandbox/openapi.json",
+        redoc_url=None,
     )
-    issuer = derived_keypair(seed, "usdc-issuer").public_key
-    app = FastAPI(title="OFFER-HUB provider sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json")
-
-    @app.get("/_sandbox/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/_sandbox/info")
-    async def info() -> dict[str, Any]:
-        return {
-            "network_passphrase": passphrase,
-            "usdc_asset": {"code": "USDC", "issuer": issuer},
-            "accounts": {
-                name: derived_keypair(seed, name).public_key for name in ("root", "usdc-issuer", "faucet", "tw-fee")
-            },
-            "seed": seed,
-        }
-
-    @app.get("/horizon/")
-    async def horizon_root() -> dict[str, Any]:
-        return {
-            "network_passphrase": passphrase,
-            "history_latest_ledger": 1,
-            "core_latest_ledger": 1,
-            "horizon_version": "sandbox-1",
-            "current_protocol_version": 22,
-        }
-
-    @app.get("/tw/helper/get-escrows-by-signer")
-    async def escrows_by_signer(signer: str, x_api_key: str | None = Header(default=None)) -> Any:
-        if x_api_key != tw_key:
-            return JSONResponse({"statusCode": 401, "message": "Unauthorized"}, status_code=401)
-        return []
-
-    @app.get("/airtm/v2/me")
-    async def airtm_me(request: Request) -> Any:
-        import base64
-
-        expected = "Basic " + base64.b64encode(f"{airtm_pair[0]}:{airtm_pair[1]}".encode()).decode()
-        if request.headers.get("authorization") != expected:
-            return JSONResponse({"code": "415904", "message": "Unauthorized"}, status_code=401)
-        return {"id": "sandbox-enterprise", "name": "OFFER-HUB Sandbox Enterprise"}
-
+    app.state.sandbox = sandbox
+    app.include_router(control.build_router(sandbox, desk))
+    app.include_router(horizon.build_router(sandbox))
+    app.include_router(trustless.build_router(sandbox))
+    app.include_router(airtm.build_router(sandbox, desk))
+    app.add_middleware(FaultMiddleware, faults=sandbox.faults)
+    app.add_middleware(ControlTokenMiddleware, token=config.control_token)
     return app

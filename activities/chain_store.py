@@ -1,0 +1,125 @@
+"""PostgreSQL-backed ChainStore: the `chain_transactions` rows of the ChainSubmitter and the
+per-account advisory locks that keep two builders off one sequence number."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import col
+
+from models.redaction import redact
+from models.tables import ChainTransaction
+from models.timefmt import utcnow
+from providers.stellar.submitter import ChainRecord
+
+
+def _record(row: ChainTransaction) -> ChainRecord:
+    return ChainRecord(
+        operation_key=row.operation_key,
+        attempt=row.attempt,
+        purpose=row.purpose,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        via=row.via,
+        source_account=row.source_account,
+        sequence=row.sequence,
+        signer=row.signer,
+        tx_hash=row.tx_hash,
+        envelope_xdr=row.envelope_xdr,
+        max_time=row.max_time,
+        status=row.status,
+        result_codes=row.result_codes,
+        ledger=row.ledger,
+        contract_id=row.contract_id,
+        response=row.response,
+    )
+
+
+class PostgresChainStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def latest(self, operation_key: str) -> ChainRecord | None:
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(ChainTransaction)
+                    .where(col(ChainTransaction.operation_key) == operation_key)
+                    .order_by(col(ChainTransaction.attempt).desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        return _record(row) if row is not None else None
+
+    async def dead_attempts(self, operation_key: str) -> int:
+        async with self.sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(ChainTransaction)
+                .where(col(ChainTransaction.operation_key) == operation_key, col(ChainTransaction.status) == "DEAD")
+            )
+        return int(count or 0)
+
+    async def insert(self, record: ChainRecord) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(
+                ChainTransaction(
+                    operation_key=record.operation_key,
+                    attempt=record.attempt,
+                    purpose=record.purpose,
+                    resource_type=record.resource_type,
+                    resource_id=record.resource_id,
+                    via=record.via,
+                    source_account=record.source_account,
+                    sequence=record.sequence,
+                    signer=record.signer,
+                    tx_hash=record.tx_hash,
+                    envelope_xdr=record.envelope_xdr,
+                    max_time=record.max_time,
+                    status=record.status,
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+            )
+
+    async def update(self, record: ChainRecord) -> None:
+        values: dict[str, Any] = {
+            "status": record.status,
+            "result_codes": record.result_codes,
+            "ledger": record.ledger,
+            "contract_id": record.contract_id,
+            "response": redact(record.response),
+            "updated_at": utcnow(),
+        }
+        if record.status == "SUBMITTED":
+            values["submitted_at"] = utcnow()
+        if record.status == "CONFIRMED":
+            values["confirmed_at"] = utcnow()
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(ChainTransaction)
+                .where(
+                    col(ChainTransaction.operation_key) == record.operation_key,
+                    col(ChainTransaction.attempt) == record.attempt,
+                )
+                .values(**values)
+            )
+
+    @asynccontextmanager
+    async def account_lock(self, accounts: list[str]) -> AsyncIterator[None]:
+        """Session advisory locks on each source account, taken in address order."""
+        async with self.engine.connect() as conn:
+            keys = sorted(set(accounts))
+            for account in keys:
+                await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:a, 0))"), {"a": account})
+            try:
+                yield
+            finally:
+                for account in reversed(keys):
+                    await conn.execute(text("SELECT pg_advisory_unlock(hashtextextended(:a, 0))"), {"a": account})
+                await conn.commit()

@@ -1,0 +1,45 @@
+"""Airtm status -> our state (providers.md §4.5). Upper-cased; aliases accepted; unknown -> None."""
+
+from __future__ import annotations
+
+PAYIN_STATES = {
+    "CREATED": "TOPUP_AWAITING_USER_CONFIRMATION",
+    "AWAITING_USER_CONFIRMATION": "TOPUP_AWAITING_USER_CONFIRMATION",
+    "PROCESSING": "TOPUP_PROCESSING",
+    "CONFIRMED": "TOPUP_SUCCEEDED",
+    "SUCCEEDED": "TOPUP_SUCCEEDED",
+    "FAILED": "TOPUP_FAILED",
+    "BRIDGE_FAILED": "TOPUP_FAILED",
+    "CANCELED": "TOPUP_CANCELED",
+    "BRIDGE_CANCELED": "TOPUP_CANCELED",
+}
+
+PAYOUT_STATES = {
+    "CREATED": "WITHDRAWAL_CREATED",
+    "COMMITTED": "WITHDRAWAL_PENDING",
+    "PROCESSING": "WITHDRAWAL_PENDING",
+    "PENDING_SIGNATURE": "WITHDRAWAL_PENDING",
+    "SIGNED": "WITHDRAWAL_PENDING",
+    "BRIDGE_CREATED": "WITHDRAWAL_PENDING",
+    "PENDING": "WITHDRAWAL_PENDING_USER_ACTION",
+    "PENDING_USER_ACTION": "WITHDRAWAL_PENDING_USER_ACTION",
+    "BRIDGE_USER_SIGNUP_PENDING": "WITHDRAWAL_PENDING_USER_ACTION",
+    "COMPLETED": "WITHDRAWAL_COMPLETED",
+    "COSMOEM_COMPLETED": "WITHDRAWAL_COMPLETED",
+    "BRIDGE_COMPLETED": "WITHDRAWAL_COMPLETED",
+    "FAILED": "WITHDRAWAL_FAILED",
+    "BRIDGE_FAILED": "WITHDRAWAL_FAILED",
+    "BRIDGE_MAX_RETRIES_REACHED": "WITHDRAWAL_FAILED",
+}
+NO_CHANGE_PAYOUT = frozenset({"CANCEL_REQUESTED", "ERROR"})
+
+
+def topup_state(payin_status: str) -> str | None:
+    return PAYIN_STATES.get(payin_status.upper())
+
+
+def withdrawal_state(payout_status: str, *, committed: bool) -> str | None:
+    status = payout_status.upper()
+    if status == "CANCELED":
+        return "WITHDRAWAL_FAILED" if committed else "WITHDRAWAL_CANCELED"
+    return PAYOUT_STATES.get(status)

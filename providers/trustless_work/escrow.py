@@ -1,0 +1,281 @@
+"""TrustlessWorkEscrow: the escrow provider (providers.md §1.4, §3) over the raw client and
+the ChainSubmitter. Every write is one signed chain step keyed by its operation key."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from models.escrow_io import (
+    EscrowCall,
+    EscrowDeploy,
+    EscrowDispute,
+    EscrowFund,
+    EscrowPayout,
+    EscrowRelease,
+    EscrowResolve,
+    EscrowSnapshot,
+    EscrowStep,
+    EscrowType,
+    MilestoneApprove,
+    MilestoneMark,
+    WalletRef,
+)
+from providers.errors import UnexpectedProviderData
+from providers.money import cents_to_json_number, cents_to_stroops
+from providers.stellar.keyvault import SealedWallet
+from providers.stellar.submitter import ChainResult, ChainStep, ChainSubmitter
+from providers.trustless_work.client import TrustlessWorkClient
+
+WalletLookup = Callable[[WalletRef], Awaitable[SealedWallet]]
+TITLE_MAX, DESCRIPTION_MAX, EVIDENCE_MAX = 100, 500, 500
+
+
+class TrustlessWorkEscrow:
+    def __init__(
+        self, client: TrustlessWorkClient, submitter: ChainSubmitter, wallets: WalletLookup, usdc_issuer: str
+    ) -> None:
+        self.client = client
+        self.submitter = submitter
+        self.wallets = wallets
+        self.usdc_issuer = usdc_issuer
+
+    async def _step(
+        self, purpose: str, key: str, resource: tuple[str, str], signer: WalletRef, path: str, body: dict[str, Any]
+    ) -> ChainResult:
+        wallet = await self.wallets(signer)
+        if wallet.public_key != signer.public_key:
+            raise UnexpectedProviderData(
+                f"wallet {signer.wallet_id} does not hold {signer.public_key}",
+                provider="trustless_work",
+                operation=purpose,
+            )
+
+        async def build(_fee_multiplier: int) -> str:
+            return await self.client.build(path, body, operation=purpose.lower())
+
+        return await self.submitter.run(
+            ChainStep(
+                operation_key=key,
+                purpose=purpose,
+                resource_type=resource[0],
+                resource_id=resource[1],
+                via="trustless_work",
+                source=wallet,
+                build=build,
+            )
+        )
+
+    def _done(
+        self,
+        call: EscrowCall | EscrowDeploy,
+        result: ChainResult,
+        contract_id: str,
+        payouts: list[EscrowPayout] | None = None,
+    ) -> EscrowStep:
+        return EscrowStep(
+            operation_key=call.operation_key,
+            contract_id=contract_id,
+            tx_hash=result.tx_hash,
+            ledger=result.ledger,
+            payouts=payouts or [],
+        )
+
+    async def deploy(self, req: EscrowDeploy) -> EscrowStep:
+        parties = req.parties
+        roles: dict[str, str] = {
+            "approver": parties.approver.public_key,
+            "serviceProvider": parties.service_provider.public_key,
+            "platformAddress": parties.platform.public_key,
+            "releaseSigner": parties.release_signer.public_key,
+            "disputeResolver": parties.resolver.public_key,
+        }
+        body: dict[str, Any] = {
+            "signer": parties.deployer.public_key,
+            "engagementId": req.order_id,
+            "title": req.title[:TITLE_MAX],
+            "description": req.description[:DESCRIPTION_MAX],
+            "roles": roles,
+            "platformFee": 0,
+            "trustline": {"address": self.usdc_issuer, "symbol": "USDC"},
+        }
+        if req.escrow_type == "single-release":
+            roles["receiver"] = parties.receiver.public_key
+            body["amount"] = cents_to_json_number(req.amount_cents)
+            body["milestones"] = [{"description": f"Delivery of {req.order_id}"}]
+        else:
+            if sum(m.amount_cents for m in req.milestones) != req.amount_cents:
+                raise UnexpectedProviderData(
+                    "milestones do not sum to the escrow amount", provider="trustless_work", operation="deploy"
+                )
+            body["milestones"] = [
+                {
+                    "description": m.title,
+                    "amount": cents_to_json_number(m.amount_cents),
+                    "receiver": parties.receiver.public_key,
+                }
+                for m in req.milestones
+            ]
+        result = await self._step(
+            "ESCROW_DEPLOY",
+            req.operation_key,
+            ("order", req.order_id),
+            parties.deployer,
+            f"/deployer/{req.escrow_type}",
+            body,
+        )
+        if not result.contract_id:
+            raise UnexpectedProviderData(
+                "deploy confirmed without a contract ID", provider="trustless_work", operation="deploy"
+            )
+        return self._done(req, result, result.contract_id)
+
+    async def fund(self, req: EscrowFund) -> EscrowStep:
+        body = {
+            "contractId": req.contract_id,
+            "amount": cents_to_json_number(req.amount_cents),
+            "signer": req.funder.public_key,
+        }
+        result = await self._step(
+            "ESCROW_FUND",
+            req.operation_key,
+            ("escrow", req.contract_id),
+            req.funder,
+            f"/escrow/{req.escrow_type}/fund-escrow",
+            body,
+        )
+        return self._done(req, result, req.contract_id)
+
+    async def mark_milestone(self, req: MilestoneMark) -> EscrowStep:
+        body = {
+            "contractId": req.contract_id,
+            "milestoneIndex": str(req.milestone_index or 0),
+            "newStatus": "completed",
+            "newEvidence": req.evidence[:EVIDENCE_MAX],
+            "serviceProvider": req.service_provider.public_key,
+        }
+        result = await self._step(
+            "MILESTONE_STATUS",
+            req.operation_key,
+            ("escrow", req.contract_id),
+            req.service_provider,
+            f"/escrow/{req.escrow_type}/change-milestone-status",
+            body,
+        )
+        return self._done(req, result, req.contract_id)
+
+    async def approve_milestone(self, req: MilestoneApprove) -> EscrowStep:
+        body = {
+            "contractId": req.contract_id,
+            "milestoneIndex": str(req.milestone_index or 0),
+            "approver": req.approver.public_key,
+        }
+        result = await self._step(
+            "MILESTONE_APPROVE",
+            req.operation_key,
+            ("escrow", req.contract_id),
+            req.approver,
+            f"/escrow/{req.escrow_type}/approve-milestone",
+            body,
+        )
+        return self._done(req, result, req.contract_id)
+
+    async def release(self, req: EscrowRelease) -> EscrowStep:
+        body: dict[str, Any] = {"contractId": req.contract_id, "releaseSigner": req.release_signer.public_key}
+        if req.escrow_type == "single-release":
+            path = "/escrow/single-release/release-funds"
+        else:
+            path = "/escrow/multi-release/release-milestone-funds"
+            body["milestoneIndex"] = str(req.milestone_index or 0)
+        result = await self._step(
+            "ESCROW_RELEASE", req.operation_key, ("escrow", req.contract_id), req.release_signer, path, body
+        )
+        return self._done(req, result, req.contract_id)
+
+    async def dispute(self, req: EscrowDispute) -> EscrowStep:
+        body: dict[str, Any] = {"contractId": req.contract_id, "signer": req.disputer.public_key}
+        if req.escrow_type == "single-release":
+            path = "/escrow/single-release/dispute-escrow"
+        else:
+            path = "/escrow/multi-release/dispute-milestone"
+            body["milestoneIndex"] = str(req.milestone_index or 0)
+        result = await self._step(
+            "ESCROW_DISPUTE", req.operation_key, ("escrow", req.contract_id), req.disputer, path, body
+        )
+        return self._done(req, result, req.contract_id)
+
+    async def resolve(self, req: EscrowResolve) -> EscrowStep:
+        merged: dict[str, int] = {}
+        for entry in req.distributions:  # same-address entries are merged; the contract refuses zeros
+            merged[entry.address] = merged.get(entry.address, 0) + entry.amount_cents
+        body: dict[str, Any] = {
+            "contractId": req.contract_id,
+            "disputeResolver": req.resolver.public_key,
+            "distributions": [{"address": a, "amount": cents_to_json_number(c)} for a, c in merged.items() if c > 0],
+        }
+        if req.escrow_type == "single-release":
+            path = "/escrow/single-release/resolve-dispute"
+        else:
+            path = "/escrow/multi-release/resolve-milestone-dispute"
+            body["milestoneIndex"] = str(req.milestone_index or 0)
+        result = await self._step(
+            "ESCROW_RESOLVE", req.operation_key, ("escrow", req.contract_id), req.resolver, path, body
+        )
+        payouts = [
+            EscrowPayout(address=a, gross_stroops=cents_to_stroops(c), net_stroops=cents_to_stroops(c))
+            for a, c in merged.items()
+            if c > 0
+        ]
+        return self._done(req, result, req.contract_id, payouts)
+
+    async def read(self, contract_id: str, escrow_type: EscrowType, signer: str) -> EscrowSnapshot:
+        raw = await self.client.get_escrow(escrow_type, contract_id, signer)
+        return snapshot_of(raw, escrow_type)
+
+
+def _stroops(value: Any) -> int:
+    scaled = Decimal(str(value)) * 10_000_000
+    if scaled != scaled.to_integral_value():
+        raise UnexpectedProviderData(
+            f"amount {value} has more than 7 decimals", provider="trustless_work", operation="read"
+        )
+    return int(scaled)
+
+
+def snapshot_of(raw: dict[str, Any], escrow_type: EscrowType) -> EscrowSnapshot:
+    """Derived status (providers.md §3.7): settled, disputed, funded, funding or created."""
+    milestones = list(raw.get("milestones", []))
+    flags = {k: bool(v) for k, v in dict(raw.get("flags") or {}).items()}
+    balance = _stroops(raw.get("balance", 0))
+    if escrow_type == "single-release":
+        total = _stroops(raw.get("amount", 0))
+        settled = flags.get("released") or flags.get("resolved")
+        disputed = flags.get("disputed", False)
+    else:
+        total = sum(_stroops(m.get("amount", 0)) for m in milestones)
+        m_flags = [dict(m.get("flags") or {}) for m in milestones]
+        settled = bool(m_flags) and all(f.get("released") or f.get("resolved") for f in m_flags)
+        disputed = any(f.get("disputed") for f in m_flags)
+    # the read-back does not say who received a resolution, so a settled escrow reads RELEASED;
+    # the workflow that settled it knows whether it was a refund
+    if settled:
+        status = "RELEASED"
+    elif disputed:
+        status = "DISPUTED"
+    elif total and balance >= total:
+        status = "FUNDED"
+    elif balance > 0:
+        status = "FUNDING"
+    else:
+        status = "CREATED"
+    return EscrowSnapshot(
+        contract_id=str(raw.get("contractId")),
+        engagement_id=str(raw.get("engagementId", "")),
+        escrow_type=escrow_type,
+        balance_stroops=balance,
+        total_stroops=total,
+        status=status,
+        flags=flags,
+        milestones=milestones,
+    )
