@@ -113,6 +113,102 @@ def sandbox_run(
     uvicorn.run(create_sandbox_app(SandboxConfig.from_env(port=port)), host=host, port=port, log_level="warning")
 
 
+SandboxUrl = Annotated[str, typer.Option("--sandbox-url", envvar="SANDBOX_URL")]
+DEFAULT_SANDBOX_URL = "http://127.0.0.1:8700"
+faults_app = typer.Typer(help="Sandbox fault injection.", no_args_is_help=True)
+sandbox_app.add_typer(faults_app, name="faults")
+
+
+def _sandbox(method: str, url: str, body: Any = None) -> Any:
+    import httpx
+
+    try:
+        response = httpx.request(method, url, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the sandbox at {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(3) from None
+    data = response.json()
+    if response.status_code >= 400:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        typer.echo(f"{error.get('code', response.status_code)}: {error.get('message', response.text)}", err=True)
+        raise typer.Exit(1)
+    return data
+
+
+@sandbox_app.command("fund")
+def sandbox_fund(
+    target: Annotated[str, typer.Argument(help="a G… address, or a usr_… ID (its deposit address via the API)")],
+    amount: Annotated[str, typer.Argument(help="USDC, e.g. 150.00")],
+    sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Send sandbox USDC from the faucet to an address (a real transaction)."""
+    address = target
+    if target.startswith("usr_"):
+        deposit = _call("GET", f"{api_url}/users/{target}/wallet/deposit", api_key)
+        address = deposit["address"]
+    typer.echo(
+        json.dumps(
+            _sandbox("POST", f"{sandbox_url}/_sandbox/faucet/usdc", {"address": address, "amount": amount}), indent=2
+        )
+    )
+
+
+@sandbox_app.command("confirm-topup")
+def sandbox_confirm_topup(
+    topup_id: str, email: Annotated[str | None, typer.Option()] = None, sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL
+) -> None:
+    """Confirm an Airtm pay-in as its user would on the checkout page."""
+    body = {"email": email} if email else {}
+    typer.echo(json.dumps(_sandbox("POST", f"{sandbox_url}/_sandbox/airtm/payins/{topup_id}/confirm", body), indent=2))
+
+
+@sandbox_app.command("fail-payout")
+def sandbox_fail_payout(
+    withdrawal_id: str,
+    reason_code: Annotated[str, typer.Option()] = "415073",
+    sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL,
+) -> None:
+    """Fail an Airtm payout (funds return to the enterprise balance)."""
+    body = {"reason_code": reason_code, "reason_description": "failed from the command line"}
+    typer.echo(
+        json.dumps(_sandbox("POST", f"{sandbox_url}/_sandbox/airtm/payouts/{withdrawal_id}/fail", body), indent=2)
+    )
+
+
+@faults_app.command("set")
+def sandbox_faults_set(
+    config: Annotated[str, typer.Argument(help="JSON, or @path to a JSON file (providers.md §5.9)")],
+    sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL,
+) -> None:
+    """Replace the fault configuration."""
+    text = Path(config[1:]).read_text() if config.startswith("@") else config
+    typer.echo(json.dumps(_sandbox("PUT", f"{sandbox_url}/_sandbox/faults", json.loads(text)), indent=2))
+
+
+@faults_app.command("clear")
+def sandbox_faults_clear(sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL) -> None:
+    """Remove every fault rule."""
+    _sandbox("DELETE", f"{sandbox_url}/_sandbox/faults")
+    typer.echo("faults cleared")
+
+
+@sandbox_app.command("status")
+def sandbox_status(sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL) -> None:
+    """Ledger, invariants and pending webhooks of the sandbox; exit 1 if an invariant fails."""
+    info = _sandbox("GET", f"{sandbox_url}/_sandbox/info")
+    invariants = _sandbox("GET", f"{sandbox_url}/_sandbox/invariants")
+    pending = _sandbox("GET", f"{sandbox_url}/_sandbox/webhooks?status=PENDING&limit=1000")
+    typer.echo(
+        f"ledger {info['ledger']['sequence']} at {info['ledger']['closed_at']}; "
+        f"USDC issuer {info['usdc']['issuer']}; pending webhooks {len(pending)}"
+    )
+    for check in invariants["checks"]:
+        typer.echo(f"  {check['name']:28} {'ok' if check['ok'] else 'VIOLATED ' + check['detail']}")
+    raise typer.Exit(0 if invariants["ok"] else 1)
+
+
 # --- commands that act through the API -------------------------------------------------
 
 

@@ -150,8 +150,18 @@ class AirtmDesk:
         description = str(body.get("description") or f"Top-up {code}")
         if len(description) > 250:
             raise AirtmError(400, "415901", "description is longer than 250 characters")
-        items = body.get("items") or [{"description": description, "amount": body.get("amount"), "quantity": 1}]
-        total = sum(cents(item.get("amount"), "items.amount") * int(item.get("quantity", 1)) for item in items)
+        raw_items = body.get("items") or [{"description": description, "amount": body.get("amount"), "quantity": 1}]
+        if not isinstance(raw_items, list) or not all(isinstance(item, dict) for item in raw_items):
+            raise AirtmError(400, "415901", "items must be a list of objects")
+        items: list[dict[str, Any]] = [
+            {
+                "description": str(item.get("description", "")),
+                "amount": number(cents(item.get("amount"), "items.amount")),
+                "quantity": int(item.get("quantity", 1)),
+            }
+            for item in raw_items
+        ]
+        total = sum(cents(item["amount"], "items.amount") * int(item["quantity"]) for item in items)
         if total != amount:
             raise AirtmError(400, "415901", "items must sum to amount")
         if any(p["code"] == code for p in self.state.payins.values()):

@@ -127,7 +127,7 @@ class Outbox:
     async def _attempt(self, client: httpx.AsyncClient, webhook: Webhook) -> None:
         settings = self.settings
         url = settings.get("tw_url") if webhook.provider == "tw" else settings.get("airtm_url")
-        raw = json.dumps(webhook.body, separators=(",", ":")).encode()
+        raw = json.dumps(webhook.body, separators=(",", ":"), default=str).encode()
         headers = {"Content-Type": "application/json"}
         if webhook.provider == "tw":
             headers["X-TW-Signature"] = tw_signature(str(settings.get("tw_secret", "")), raw)
