@@ -1,4 +1,8 @@
-"""The Temporal worker: every workflow and activity of the product on one task queue."""
+"""The Temporal worker: every workflow and activity of the product on one task queue.
+
+At start (crypto mode) it also makes sure the platform wallets exist on test networks,
+that the deposit monitor runs, and that every PENDING wallet has its setup workflow.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,99 @@ import asyncio
 import logging
 from typing import Any
 
+from sqlalchemy import select
+from sqlmodel import col
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from activities.context import WorkerContext
+from activities.deposits import DepositActivities
 from activities.system import SystemActivities
-from api.services import connect_temporal, create_engine
+from activities.topups import TopupActivities
+from activities.wallets import WalletActivities, ensure_platform_wallets
+from api.services import connect_temporal
+from models.search import attributes
+from models.tables import Wallet
+from models.workflow_io import DepositMonitorState, WalletSetupInput
 from settings import Settings, get_settings
+from workflows.deposit_monitor import WORKFLOW_ID as DEPOSIT_MONITOR_ID
+from workflows.deposit_monitor import DepositMonitorWorkflow
 from workflows.probe import ProbeWorkflow
+from workflows.topup import TopUpWorkflow
+from workflows.wallet_setup import WalletSetupWorkflow
 
 log = logging.getLogger("offerhub.worker")
-WORKFLOWS: list[type] = [ProbeWorkflow]
+WORKFLOWS: list[type] = [ProbeWorkflow, WalletSetupWorkflow, TopUpWorkflow, DepositMonitorWorkflow]
 
 
-def activities_for(settings: Settings) -> list[Any]:
-    system = SystemActivities(create_engine(settings))
-    return [system.probe_database]
+def activities_for(ctx: WorkerContext) -> list[Any]:
+    system = SystemActivities(ctx.engine)
+    wallets = WalletActivities(ctx)
+    deposits = DepositActivities(ctx)
+    topups = TopupActivities(ctx)
+    return [
+        system.probe_database,
+        wallets.wallet_activate,
+        deposits.deposits_scan,
+        deposits.topups_start,
+        topups.credit_crypto,
+    ]
+
+
+async def start_wallet_setup(client: Client, settings: Settings, wallet: Wallet) -> None:
+    """Idempotent: the workflow ID is the wallet ID."""
+    await client.start_workflow(
+        "WalletSetupWorkflow",
+        WalletSetupInput(wallet_id=wallet.id),
+        id=wallet.id,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=attributes("wallet", wallet.status, [wallet.user_id] if wallet.user_id else []),
+        static_summary=f"Wallet {wallet.id} ({wallet.purpose} {wallet.user_id or ''}) {wallet.public_key}",
+    )
+
+
+async def prepare(ctx: WorkerContext, client: Client) -> None:
+    settings = ctx.settings
+    if settings.stellar_network == "testnet":
+        await ensure_platform_wallets(ctx)
+    if settings.payment_provider == "crypto":
+        await client.start_workflow(
+            "DepositMonitorWorkflow",
+            DepositMonitorState(poll_interval_seconds=settings.deposit_poll_interval_seconds),
+            id=DEPOSIT_MONITOR_ID,
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary="Deposit monitor: Horizon payments of every wallet -> crypto top-ups",
+        )
+    async with ctx.sessions() as session:
+        pending = (
+            (
+                await session.execute(
+                    select(Wallet).where(col(Wallet.status) == "PENDING", col(Wallet.purpose) == "USER")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for wallet in pending:
+        await start_wallet_setup(client, settings, wallet)
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     client = await connect_temporal(settings)
-    worker = Worker(
-        client, task_queue=settings.temporal_task_queue, workflows=WORKFLOWS, activities=activities_for(settings)
-    )
-    log.info("worker polling task queue %s", settings.temporal_task_queue)
-    if stop is None:
-        await worker.run()
-        return
-    async with worker:
-        await stop.wait()
+    ctx = WorkerContext.build(settings, client)
+    try:
+        worker = Worker(
+            client, task_queue=settings.temporal_task_queue, workflows=WORKFLOWS, activities=activities_for(ctx)
+        )
+        async with worker:
+            log.info("worker polling task queue %s", settings.temporal_task_queue)
+            await prepare(ctx, client)
+            await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        await ctx.close()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col
 
+from models.audit import audit_entry
 from models.redaction import redact
 from models.tables import ChainTransaction
 from models.timefmt import utcnow
@@ -66,7 +67,23 @@ class PostgresChainStore:
         return int(count or 0)
 
     async def insert(self, record: ChainRecord) -> None:
+        """The signed attempt, and an audit entry per wallet whose secret signed it."""
         async with self.sessions() as session, session.begin():
+            for wallet_id in [record.signer, *record.cosigners]:
+                session.add(
+                    audit_entry(
+                        action="WALLET_SECRET_USED",
+                        resource_type="wallet",
+                        resource_id=wallet_id,
+                        actor=("system", record.operation_key),
+                        correlation_id=record.resource_id,
+                        after={
+                            "purpose": record.purpose,
+                            "tx_hash": record.tx_hash,
+                            "operation_key": record.operation_key,
+                        },
+                    )
+                )
             session.add(
                 ChainTransaction(
                     operation_key=record.operation_key,

@@ -49,6 +49,7 @@ class ChainRecord:
     ledger: int | None = None
     contract_id: str | None = None
     response: dict[str, Any] | None = None
+    cosigners: list[str] = field(default_factory=list)  # other wallets whose keys signed (audit only)
 
 
 class ChainStore(Protocol):
@@ -156,6 +157,7 @@ class ChainSubmitter:
                 tx_hash=envelope.hash_hex(),
                 envelope_xdr=envelope.to_xdr(),
                 max_time=datetime.fromtimestamp(bounds.max_time, UTC) if bounds and bounds.max_time else None,
+                cosigners=[wallet.wallet_id for wallet in step.cosigners],
             )
             await self.store.insert(record)  # committed before anything leaves this process
             return await self._send(step, record)

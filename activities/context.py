@@ -1,0 +1,129 @@
+"""What activities share in one worker process: database, provider clients, key vault,
+chain submitter, Temporal client. Built once at worker start; nothing here holds a seed."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from stellar_sdk import Asset
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.chain_store import PostgresChainStore
+from providers.errors import ProviderError
+from providers.stellar.horizon import HorizonClient
+from providers.stellar.keyvault import KeyVault
+from providers.stellar.submitter import ChainSubmitter
+from providers.stellar.transactions import TxFactory
+from providers.trustless_work.client import TrustlessWorkClient
+from settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: KeyVault
+    horizon: HorizonClient
+    trustless: TrustlessWorkClient
+    submitter: ChainSubmitter
+    factory: TxFactory
+    usdc: Asset
+    temporal: Client | None = None
+
+    @property
+    def usdc_code(self) -> str:
+        return self.settings.stellar_usdc_asset_code
+
+    @property
+    def usdc_issuer(self) -> str:
+        return self.settings.usdc_issuer
+
+    @classmethod
+    def build(cls, settings: Settings, temporal: Client | None = None) -> WorkerContext:
+        engine = create_async_engine(
+            settings.database_url.get_secret_value(),
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+            pool_pre_ping=True,
+        )
+        vault = KeyVault.from_settings(
+            settings.wallet_encryption_key.get_secret_value(),
+            settings.wallet_encryption_previous_keys.get_secret_value()
+            if settings.wallet_encryption_previous_keys
+            else None,
+        )
+        horizon = HorizonClient(settings.horizon_url, settings.friendbot_url)
+        trustless = TrustlessWorkClient(
+            settings.trustless_work_url,
+            settings.trustless_work_api_key.get_secret_value(),
+            submit_timeout=settings.trustless_work_timeout_seconds,
+            rate_per_minute=settings.trustless_work_rate_limit_per_minute,
+        )
+        usdc = Asset(settings.stellar_usdc_asset_code, settings.usdc_issuer)
+        submitter = ChainSubmitter(
+            horizon=horizon,
+            trustless=trustless,
+            vault=vault,
+            store=PostgresChainStore(engine),
+            passphrase=settings.network_passphrase,
+            max_fee_stroops=settings.stellar_max_fee_stroops,
+        )
+        factory = TxFactory(
+            horizon,
+            passphrase=settings.network_passphrase,
+            usdc=usdc,
+            base_fee=settings.stellar_base_fee_stroops,
+            timeout_seconds=settings.stellar_tx_timeout_seconds,
+        )
+        return cls(
+            settings,
+            engine,
+            async_sessionmaker(engine, expire_on_commit=False),
+            vault,
+            horizon,
+            trustless,
+            submitter,
+            factory,
+            usdc,
+            temporal,
+        )
+
+    async def close(self) -> None:
+        await self.horizon.close()
+        await self.trustless.close()
+        await self.engine.dispose()
+
+
+def provider_errors(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Provider errors become ApplicationErrors typed by class, retryable as the class says."""
+
+    @functools.wraps(call)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(*args, **kwargs)
+        except ProviderError as exc:
+            delay = getattr(exc, "retry_after", None)
+            raise ApplicationError(
+                str(exc),
+                exc.details(),
+                type=type(exc).__name__,
+                non_retryable=not exc.retryable,
+                next_retry_delay=_seconds(delay),
+            ) from None
+
+    return wrapper
+
+
+def _seconds(value: Any) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=float(value)) if value else None

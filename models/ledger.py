@@ -1,0 +1,146 @@
+"""Balance effects (domain.md §3.4): what one ledger entry moves, keyed by its business effect.
+
+Pure data: the activity in `activities/ledger.py` applies an effect exactly once. Each
+constructor names the idempotency key and the exclusive key of its row in the §3.4 table,
+so no caller can invent a key.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from models.tables.accounts import LEDGER_SIGNS
+
+
+class EntryType(StrEnum):
+    DEPOSIT = "DEPOSIT"
+    ORDER_RESERVE = "ORDER_RESERVE"
+    ORDER_RESERVE_RELEASE = "ORDER_RESERVE_RELEASE"
+    ESCROW_FUND = "ESCROW_FUND"
+    ESCROW_RELEASE = "ESCROW_RELEASE"
+    ESCROW_REFUND = "ESCROW_REFUND"
+    WITHDRAWAL_HOLD = "WITHDRAWAL_HOLD"
+    WITHDRAWAL_HOLD_RELEASE = "WITHDRAWAL_HOLD_RELEASE"
+    WITHDRAWAL_PAYOUT = "WITHDRAWAL_PAYOUT"
+
+
+# What each entry type does to a balance, and the event it emits (domain.md §3.4).
+EVENT_OF = {
+    EntryType.DEPOSIT: "balance.credited",
+    EntryType.ESCROW_RELEASE: "balance.credited",
+    EntryType.ESCROW_REFUND: "balance.credited",
+    EntryType.ORDER_RESERVE: "balance.reserved",
+    EntryType.WITHDRAWAL_HOLD: "balance.reserved",
+    EntryType.ORDER_RESERVE_RELEASE: "balance.released",
+    EntryType.WITHDRAWAL_HOLD_RELEASE: "balance.released",
+    EntryType.ESCROW_FUND: "balance.debited",
+    EntryType.WITHDRAWAL_PAYOUT: "balance.debited",
+}
+AUDIT_ACTION_OF = {
+    "balance.credited": "BALANCE_CREDITED",
+    "balance.reserved": "BALANCE_RESERVED",
+    "balance.released": "BALANCE_RELEASED",
+    "balance.debited": "BALANCE_DEBITED",
+}
+# Effects that take money out of `available`: their shortfall is the client's INSUFFICIENT_FUNDS.
+SPENDING = frozenset({EntryType.ORDER_RESERVE, EntryType.WITHDRAWAL_HOLD})
+
+
+class LedgerEffect(BaseModel):
+    idempotency_key: str
+    exclusive_key: str | None = None
+    entry_type: EntryType
+    user_id: str
+    amount: int = Field(gt=0)
+    counter_account: str
+    source_type: str
+    source_id: str
+    order_id: str | None = None
+    escrow_id: str | None = None
+    workflow_id: str
+    request_id: str | None = None
+    correlation_id: str
+    reason: str | None = None  # balance.released payload (order_canceled, withdrawal_failed, ...)
+
+    def deltas(self) -> tuple[int, int]:
+        """(Δavailable, Δreserved) from the sign pattern of the entry type."""
+        available, reserved = LEDGER_SIGNS[self.entry_type.value]
+        return _signed(available, self.amount), _signed(reserved, self.amount)
+
+    # constructors, one per row of the §3.4 table -------------------------------------------
+
+    @classmethod
+    def crypto_deposit(
+        cls, *, topup_id: str, operation_id: str, user_id: str, amount: int, workflow_id: str
+    ) -> LedgerEffect:
+        return cls(
+            idempotency_key=f"deposit:{operation_id}",
+            exclusive_key=f"topup:{topup_id}",
+            entry_type=EntryType.DEPOSIT,
+            user_id=user_id,
+            amount=amount,
+            counter_account="external:deposit",
+            source_type="topup",
+            source_id=topup_id,
+            workflow_id=workflow_id,
+            correlation_id=topup_id,
+        )
+
+    @classmethod
+    def airtm_deposit(cls, *, topup_id: str, user_id: str, amount: int, workflow_id: str) -> LedgerEffect:
+        return cls(
+            idempotency_key=f"topup:{topup_id}:credit",
+            exclusive_key=f"topup:{topup_id}",
+            entry_type=EntryType.DEPOSIT,
+            user_id=user_id,
+            amount=amount,
+            counter_account="external:deposit",
+            source_type="topup",
+            source_id=topup_id,
+            workflow_id=workflow_id,
+            correlation_id=topup_id,
+        )
+
+    @classmethod
+    def order_reserve(
+        cls, *, order_id: str, buyer_id: str, amount: int, workflow_id: str, request_id: str | None = None
+    ) -> LedgerEffect:
+        return cls(
+            idempotency_key=f"order:{order_id}:reserve",
+            entry_type=EntryType.ORDER_RESERVE,
+            user_id=buyer_id,
+            amount=amount,
+            counter_account="self",
+            source_type="order",
+            source_id=order_id,
+            order_id=order_id,
+            workflow_id=workflow_id,
+            request_id=request_id,
+            correlation_id=order_id,
+        )
+
+    @classmethod
+    def order_reserve_release(
+        cls, *, order_id: str, buyer_id: str, amount: int, workflow_id: str, request_id: str | None = None
+    ) -> LedgerEffect:
+        return cls(
+            idempotency_key=f"order:{order_id}:cancel_reservation",
+            exclusive_key=f"order:{order_id}:reservation",
+            entry_type=EntryType.ORDER_RESERVE_RELEASE,
+            user_id=buyer_id,
+            amount=amount,
+            counter_account="self",
+            source_type="order",
+            source_id=order_id,
+            order_id=order_id,
+            workflow_id=workflow_id,
+            request_id=request_id,
+            correlation_id=order_id,
+            reason="order_canceled",
+        )
+
+
+def _signed(pattern: str, amount: int) -> int:
+    return {"amount": amount, "-amount": -amount, "0": 0}[pattern]
