@@ -22,9 +22,9 @@ from activities.system import SystemActivities
 from activities.topups import TopupActivities
 from activities.wallets import WalletActivities, ensure_platform_wallets
 from api.services import connect_temporal
-from models.search import attributes
+from api.starts import start_wallet_setup
 from models.tables import Wallet
-from models.workflow_io import DepositMonitorState, WalletSetupInput
+from models.workflow_io import DepositMonitorState
 from settings import Settings, get_settings
 from workflows.deposit_monitor import WORKFLOW_ID as DEPOSIT_MONITOR_ID
 from workflows.deposit_monitor import DepositMonitorWorkflow
@@ -48,19 +48,6 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         deposits.topups_start,
         topups.credit_crypto,
     ]
-
-
-async def start_wallet_setup(client: Client, settings: Settings, wallet: Wallet) -> None:
-    """Idempotent: the workflow ID is the wallet ID."""
-    await client.start_workflow(
-        "WalletSetupWorkflow",
-        WalletSetupInput(wallet_id=wallet.id),
-        id=wallet.id,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=attributes("wallet", wallet.status, [wallet.user_id] if wallet.user_id else []),
-        static_summary=f"Wallet {wallet.id} ({wallet.purpose} {wallet.user_id or ''}) {wallet.public_key}",
-    )
 
 
 async def prepare(ctx: WorkerContext, client: Client) -> None:
@@ -90,6 +77,20 @@ async def prepare(ctx: WorkerContext, client: Client) -> None:
         await start_wallet_setup(client, settings, wallet)
 
 
+async def prepare_until_done(ctx: WorkerContext, client: Client) -> None:
+    """Start-up work that needs providers: retried in the background, never blocks polling."""
+    delay = 1.0
+    while True:
+        try:
+            await prepare(ctx, client)
+            log.info("worker start-up tasks done")
+            return
+        except Exception as exc:
+            log.warning("worker start-up tasks failed; retrying in %.0f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     client = await connect_temporal(settings)
     ctx = WorkerContext.build(settings, client)
@@ -99,8 +100,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         )
         async with worker:
             log.info("worker polling task queue %s", settings.temporal_task_queue)
-            await prepare(ctx, client)
-            await (stop.wait() if stop is not None else asyncio.Event().wait())
+            preparing = asyncio.create_task(prepare_until_done(ctx, client))
+            try:
+                await (stop.wait() if stop is not None else asyncio.Event().wait())
+            finally:
+                preparing.cancel()
     finally:
         await ctx.close()
 

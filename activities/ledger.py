@@ -5,6 +5,7 @@ events and its audit entry commit together). A retry finds its key and applies n
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select, text
@@ -20,7 +21,12 @@ from models.ledger import AUDIT_ACTION_OF, EVENT_OF, SPENDING, LedgerEffect
 from models.money import format_cents
 from models.tables import LedgerEntry
 
+log = logging.getLogger("offerhub.ledger")
 MAX_TWIN_RETRIES = 5
+
+
+class _Shortfall(Exception):
+    """The conditional balance update matched no row (leaves the savepoint)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tu
                     )
                 ).first()
                 if row is None:
-                    raise await _cannot_apply(session, effect)
+                    raise _Shortfall
                 entry = LedgerEntry(
                     idempotency_key=effect.idempotency_key,
                     exclusive_key=effect.exclusive_key,
@@ -78,6 +84,12 @@ async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tu
                 )
                 session.add(entry)
                 await session.flush()
+        except _Shortfall:
+            # the update may have waited on a twin of this effect, which has now committed
+            twin = await _existing(session, effect)
+            if twin is not None:
+                return twin
+            raise await _cannot_apply(session, effect) from None
         except IntegrityError as exc:
             if "uq_ledger_entries_exclusive_key" in str(exc.orig):
                 raise business_error(
@@ -85,6 +97,8 @@ async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tu
                     f"{effect.exclusive_key} is already taken by another effect",
                     idempotency_key=effect.idempotency_key,
                 ) from None
+            if "uq_ledger_entries_idempotency_key" not in str(exc.orig):
+                raise
             continue  # a concurrent twin committed first: read its result
         _record(session, effect, row.available, row.reserved, actor)
         assert entry.id is not None

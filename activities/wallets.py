@@ -19,14 +19,14 @@ from activities.context import WorkerContext, provider_errors
 from activities.records import compare_and_set
 from models.audit import audit_entry
 from models.events import new_event
-from models.ids import IdPrefix, new_id
 from models.tables import Wallet
 from models.timefmt import utcnow
 from models.workflow_io import WalletSetupInput, WalletSetupResult
 from providers.errors import ProviderUnavailable
 from providers.stellar.horizon import usdc_balance_stroops
-from providers.stellar.keyvault import KeyVault, SealedWallet
+from providers.stellar.keyvault import SealedWallet
 from providers.stellar.submitter import ChainStep
+from providers.stellar.wallets import new_wallet_row
 
 log = logging.getLogger("offerhub.wallets")
 PLATFORM_PURPOSES = ("TREASURY", "RESOLVER")
@@ -39,25 +39,6 @@ def owner_of(wallet: Wallet) -> str:
 
 def sealed(wallet: Wallet) -> SealedWallet:
     return SealedWallet(wallet.id, owner_of(wallet), wallet.public_key, wallet.secret_encrypted)
-
-
-def new_wallet_row(vault: KeyVault, *, purpose: str, network: str, user_id: str | None = None) -> Wallet:
-    """A wallet row with a freshly generated, sealed key (stage KEYPAIR_CREATED)."""
-    wallet_id = new_id(IdPrefix.WALLET)
-    keys = vault.new_wallet(wallet_id, user_id or f"platform:{purpose}")
-    now = utcnow()
-    return Wallet(
-        id=wallet_id,
-        user_id=user_id,
-        purpose=purpose,
-        network=network,
-        public_key=keys.public_key,
-        secret_encrypted=keys.sealed,
-        setup_stage="KEYPAIR_CREATED",
-        status="PENDING",
-        created_at=now,
-        updated_at=now,
-    )
 
 
 async def platform_wallet(session: AsyncSession, purpose: str) -> Wallet | None:
@@ -113,7 +94,7 @@ async def _activation_step(
     }
     if account_exists:  # funded already (friendbot, or an earlier attempt): add the trustline alone
         return ChainStep(**base, source=sealed(wallet), build=ctx.factory.change_trust(wallet.public_key))
-    if ctx.settings.stellar_account_funding == "friendbot" or (treasury is None and wallet.purpose == "TREASURY"):
+    if ctx.settings.stellar_account_funding == "friendbot" or wallet.purpose == "TREASURY":
         await ctx.horizon.friendbot(wallet.public_key)
         return ChainStep(**base, source=sealed(wallet), build=ctx.factory.change_trust(wallet.public_key))
     if treasury is None or treasury.status != "READY":

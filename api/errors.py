@@ -108,3 +108,21 @@ async def handle_http_exception(request: Request, exc: Exception) -> ApiJSONResp
     else:
         error = internal_error(getattr(request.state, "request_id", None))
     return error_response(error)
+
+
+def provider_failure(exc: Exception, resource: dict[str, str] | None = None) -> OfferhubError:
+    """A synchronous provider read that failed: 504 on a timeout, else 502 (api.md §8.3)."""
+    from providers.errors import ProviderError, ProviderTimeout
+
+    provider = exc.provider if isinstance(exc, ProviderError) else "unknown"
+    if isinstance(exc, ProviderTimeout):
+        return OfferhubError(
+            ErrorCode.PROVIDER_TIMEOUT,
+            f"{provider} did not answer in time",
+            {"provider": provider, "timeout_ms": 15000, **(resource or {})},
+        )
+    return OfferhubError(
+        ErrorCode.PROVIDER_ERROR,
+        f"{provider} could not serve the request",
+        {"provider": provider, "provider_message": str(exc)[:200], **(resource or {})},
+    )

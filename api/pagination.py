@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_, select, tuple_
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import ErrorCode, OfferhubError
@@ -45,7 +45,7 @@ def bad_cursor() -> OfferhubError:
     )
 
 
-async def page(
+async def fetch_page(
     session: AsyncSession,
     model: Any,
     query: Select[Any],
@@ -53,8 +53,8 @@ async def page(
     limit: int,
     cursor: str | None,
     cursor_valid: Callable[[str], bool],
-    render: Callable[[Any], T],
-) -> dict[str, Any]:
+) -> tuple[list[Any], bool]:
+    """One page of `query`, newest first, after the `cursor` item; and whether more follow."""
     check_limit(limit)
     if cursor is not None:
         if not cursor_valid(cursor):
@@ -70,12 +70,25 @@ async def page(
         .scalars()
         .all()
     )
-    has_more = len(rows) > limit
-    items = list(rows[:limit])
-    return {
-        "data": [render(item) for item in items],
-        "pagination": {"has_more": has_more, "next_cursor": items[-1].id if has_more else None},
-    }
+    return list(rows[:limit]), len(rows) > limit
 
 
-__all__ = ["Page", "Pagination", "check_limit", "page", "tuple_"]
+def envelope(data: list[Any], rows: list[Any], has_more: bool) -> dict[str, Any]:
+    return {"data": data, "pagination": {"has_more": has_more, "next_cursor": rows[-1].id if has_more else None}}
+
+
+async def page(
+    session: AsyncSession,
+    model: Any,
+    query: Select[Any],
+    *,
+    limit: int,
+    cursor: str | None,
+    cursor_valid: Callable[[str], bool],
+    render: Callable[[Any], T],
+) -> dict[str, Any]:
+    rows, has_more = await fetch_page(session, model, query, limit=limit, cursor=cursor, cursor_valid=cursor_valid)
+    return envelope([render(row) for row in rows], rows, has_more)
+
+
+__all__ = ["Page", "Pagination", "check_limit", "envelope", "fetch_page", "page"]

@@ -54,6 +54,7 @@ class RoutePolicy:
     creates: IdPrefix | None = None  # a create allocates its ID in the idempotency record
     secret_fields: tuple[str, ...] = ()  # blanked in the stored response (shown once)
     maintenance_exempt: bool = False
+    mode: str | None = None  # PAYMENT_PROVIDER the endpoint needs (else 409 PROVIDER_NOT_ENABLED)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,8 +68,9 @@ def policy(
     creates: IdPrefix | None = None,
     secret_fields: tuple[str, ...] = (),
     maintenance_exempt: bool = False,
+    mode: str | None = None,
 ) -> Callable[[F], F]:
-    rule = RoutePolicy(access, scope, retention, creates, secret_fields, maintenance_exempt)
+    rule = RoutePolicy(access, scope, retention, creates, secret_fields, maintenance_exempt, mode)
 
     def attach(endpoint: F) -> F:
         endpoint.__offerhub_policy__ = rule  # type: ignore[attr-defined]
@@ -212,6 +214,13 @@ class GuardedRoute(APIRoute):
 
         async def execute(request: Request) -> Response:
             try:
+                mode = _services(request).settings.payment_provider
+                if rule.mode is not None and rule.mode != mode:
+                    raise OfferhubError(
+                        ErrorCode.PROVIDER_NOT_ENABLED,
+                        f"This endpoint needs PAYMENT_PROVIDER={rule.mode}",
+                        {"payment_provider": mode, "required_provider": rule.mode},
+                    )
                 if request.method in STATE_CHANGING:
                     await _json_object_body(request)
                 _unknown_query(request, allowed_query)

@@ -12,6 +12,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.maintenance import MaintenanceCache
+from providers.airtm.client import AirtmClient
+from providers.stellar.horizon import HorizonClient
+from providers.stellar.keyvault import KeyVault
 from settings import Settings
 
 log = logging.getLogger("offerhub.api")
@@ -43,6 +46,9 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis
+    vault: KeyVault
+    horizon: HorizonClient
+    airtm: AirtmClient | None
     maintenance: MaintenanceCache = field(default_factory=MaintenanceCache)
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -50,6 +56,16 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         engine = create_engine(settings)
+        airtm = None
+        if settings.airtm_api_key is not None and settings.airtm_api_secret is not None:
+            airtm = AirtmClient(
+                settings.airtm_url,
+                settings.airtm_api_key.get_secret_value(),
+                settings.airtm_api_secret.get_secret_value(),
+                timeout=settings.airtm_timeout_seconds,
+                rate_per_second=settings.airtm_rate_limit_per_second,
+            )
+        previous = settings.wallet_encryption_previous_keys
         return cls(
             settings=settings,
             engine=engine,
@@ -60,6 +76,11 @@ class Services:
                 socket_connect_timeout=2,
                 decode_responses=False,
             ),
+            vault=KeyVault.from_settings(
+                settings.wallet_encryption_key.get_secret_value(), previous.get_secret_value() if previous else None
+            ),
+            horizon=HorizonClient(settings.horizon_url, settings.friendbot_url),
+            airtm=airtm,
         )
 
     async def temporal(self) -> Client:
@@ -71,5 +92,8 @@ class Services:
         return self._temporal
 
     async def close(self) -> None:
+        await self.horizon.close()
+        if self.airtm is not None:
+            await self.airtm.close()
         await self.redis.aclose()
         await self.engine.dispose()

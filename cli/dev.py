@@ -77,6 +77,8 @@ def sandbox_env(api_port: int, sandbox_port: int) -> dict[str, str]:
         "AIRTM_API_SECRET": DEFAULTS["SANDBOX_AIRTM_API_SECRET"],
         "AIRTM_WEBHOOK_SECRET": DEFAULTS["SANDBOX_AIRTM_WEBHOOK_SECRET"],
         "PUBLIC_BASE_URL": f"http://{LOOPBACK}:{api_port}",
+        # the sandbox is local and cheap to poll: deposits show within a second or two
+        "DEPOSIT_POLL_INTERVAL_SECONDS": "1",
         "SANDBOX_PORT": str(sandbox_port),
         "SANDBOX_TW_WEBHOOK_URL": f"http://{LOOPBACK}:{api_port}/api/v1/webhooks/trustless-work",
         "SANDBOX_AIRTM_WEBHOOK_URL": f"http://{LOOPBACK}:{api_port}/api/v1/webhooks/airtm",

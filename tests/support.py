@@ -193,3 +193,33 @@ async def in_process_api(stack: Stack, *routers: APIRouter) -> AsyncIterator[htt
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://in-process/api/v1") as http,
     ):
         yield http
+
+
+async def assert_books_balanced(stack: Stack) -> None:
+    """The conservation invariants of domain.md §3.5 hold (every scenario ends with this)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from activities.ledger_check import check_ledger
+
+    engine = create_async_engine(stack.database_url)
+    try:
+        report = await check_ledger(engine)
+    finally:
+        await engine.dispose()
+    assert report.ok, report.summary()
+
+
+async def crypto_user(client: httpx.AsyncClient, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+    """A user whose wallet is READY on the sandbox."""
+    external = fields.pop("external_user_id", None) or f"ext-{secrets.token_hex(6)}"
+    created = await client.post("/users", json={"external_user_id": external, **fields}, headers=headers)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+
+    async def ready() -> dict[str, Any] | None:
+        user: dict[str, Any] = (await client.get(f"/users/{user_id}", headers=headers)).json()
+        return user if user["wallet"]["status"] == "READY" else None
+
+    ready_user = await assert_eventually(ready, timeout=10, message=f"wallet of {user_id} never became READY")
+    assert ready_user is not None
+    return ready_user

@@ -1,0 +1,68 @@
+"""Request field types shared by routers: metadata, e-mail, external IDs, time filters."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from models.errors import ErrorCode, OfferhubError
+from models.timefmt import parse_query_time
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+VISIBLE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > 20:
+        raise ValueError("at most 20 keys")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40:
+            raise ValueError(f"key {key[:40]!r} must be 1-40 characters")
+        if not isinstance(item, str) or len(item) > 500:
+            raise ValueError(f"value of {key!r} must be a string of at most 500 characters")
+    return value
+
+
+def _email(value: str) -> str:
+    if len(value) > 254 or not EMAIL_PATTERN.fullmatch(value):
+        raise ValueError("must be a valid e-mail address")
+    return value
+
+
+def _visible(value: str) -> str:
+    if not VISIBLE.fullmatch(value):
+        raise ValueError("must be visible ASCII characters without spaces")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata), Field(default_factory=dict)]
+Email = Annotated[str, AfterValidator(_email)]
+ExternalId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_visible)]
+
+
+def query_time(name: str, value: str | None) -> datetime | None:
+    """`created_after`/`created_before`: ISO 8601 with a timezone, or a bare date."""
+    if value is None:
+        return None
+    try:
+        return parse_query_time(value)
+    except ValueError:
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{name} must be an ISO 8601 time with a timezone, or a date",
+            {"fields": [{"field": name, "message": "invalid timestamp"}]},
+        ) from None
+
+
+def time_range(after: str | None, before: str | None) -> tuple[datetime | None, datetime | None]:
+    start, end = query_time("created_after", after), query_time("created_before", before)
+    if start is not None and end is not None and start > end:
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR,
+            "created_after is later than created_before",
+            {"fields": [{"field": "created_after", "message": "after created_before"}]},
+        )
+    return start, end
