@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -17,10 +18,14 @@ keys_app = typer.Typer(help="API keys (through the API, master key).", no_args_i
 token_app = typer.Typer(help="Short-lived tokens.", no_args_is_help=True)
 maintenance_app = typer.Typer(help="Maintenance mode (master key).", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The local provider sandbox.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger (direct PostgreSQL).", no_args_is_help=True)
+wallets_app = typer.Typer(help="Platform wallets (direct).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(wallets_app, name="wallets")
 
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="OFFERHUB_API_URL")]
 MasterKey = Annotated[str | None, typer.Option("--master-key", envvar="OFFERHUB_MASTER_KEY", show_default=False)]
@@ -97,6 +102,60 @@ def openapi(output: Annotated[Path | None, typer.Option("-o", "--output")] = Non
         typer.echo(document)
     else:
         output.write_text(document)
+
+
+@ledger_app.command("check")
+def ledger_check(as_json: AsJson = False) -> None:
+    """Every invariant of domain.md §3.5 (1-7) in one REPEATABLE READ snapshot; exit 1 on a violation."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from activities.ledger_check import check_ledger
+    from settings import get_settings
+
+    async def run() -> Any:
+        engine = create_async_engine(get_settings().database_url.get_secret_value())
+        try:
+            return await check_ledger(engine)
+        except OSError as exc:
+            typer.echo(f"cannot reach the database: {exc}", err=True)
+            raise typer.Exit(3) from None
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checks": [{"name": c.name, "ok": c.ok, "violations": c.violations} for c in report.checks],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        for check in report.checks:
+            typer.echo(f"  {check.name:28} {'ok' if check.ok else f'VIOLATED {check.violations}'}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@wallets_app.command("init-platform")
+def wallets_init_platform() -> None:
+    """Create and activate the missing platform wallets (treasury, resolver; agents in airtm mode)."""
+    from activities.context import WorkerContext
+    from activities.wallets import ensure_platform_wallets
+    from settings import get_settings
+
+    async def run() -> dict[str, str]:
+        ctx = WorkerContext.build(get_settings())
+        try:
+            return await ensure_platform_wallets(ctx)
+        finally:
+            await ctx.close()
+
+    for purpose, address in asyncio.run(run()).items():
+        typer.echo(f"  {purpose:14} {address}")
 
 
 @sandbox_app.command("run")
