@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -214,3 +215,50 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient, full_key: dict[
     assert rest["data"][0]["id"] == ids[0]
     future = (await client.get("/users?created_after=2999-01-01", headers=full_key)).json()
     assert future == {"data": [], "pagination": {"has_more": False, "next_cursor": None}}
+
+
+async def test_wallet_seed_never_enters_workflow_history(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    from stellar_sdk import Keypair
+    from temporalio.client import Client
+
+    from providers.stellar.keyvault import KeyVault, wallet_context
+
+    user = await crypto_user(client, full_key)
+    conn = await asyncpg.connect(pg_dsn(stack))
+    try:
+        sealed = await conn.fetchval("SELECT secret_encrypted FROM wallets WHERE id = $1", user["wallet"]["id"])
+    finally:
+        await conn.close()
+    seed = KeyVault(stack.env["WALLET_ENCRYPTION_KEY"]).open_bytes(
+        sealed, wallet_context(user["wallet"]["id"], user["id"])
+    )
+    secret = Keypair.from_raw_ed25519_seed(seed).secret
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"])
+    history = await temporal.get_workflow_handle(user["wallet"]["id"]).fetch_history()
+    text = history.to_json() + "\n".join(decoded_payloads(history.to_json_dict()))
+    assert user["wallet"]["public_key"] in text  # the decoded activity result is there: the check is real
+    for forbidden in (secret, sealed, sealed.split(".")[-1]):
+        assert forbidden not in text
+    worker_logs = "".join(stack.log_text(p.name) for p in stack.processes if p.name.startswith("worker"))
+    assert secret not in worker_logs and sealed not in worker_logs
+
+
+def decoded_payloads(node: Any) -> list[str]:
+    """Every payload `data` of a history, base64-decoded (that is where inputs and results live)."""
+    import base64
+    import binascii
+
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "data" and isinstance(value, str):
+                with contextlib.suppress(binascii.Error, ValueError):
+                    found.append(base64.b64decode(value).decode("utf-8", errors="replace"))
+            else:
+                found += decoded_payloads(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += decoded_payloads(item)
+    return found
