@@ -18,6 +18,8 @@ from temporalio.worker import Worker
 
 from activities.context import WorkerContext
 from activities.deposits import DepositActivities
+from activities.escrow import EscrowActivities
+from activities.orders import OrderActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
 from activities.wallets import WalletActivities, ensure_platform_wallets
@@ -28,12 +30,21 @@ from models.workflow_io import DepositMonitorState
 from settings import Settings, get_settings
 from workflows.deposit_monitor import WORKFLOW_ID as DEPOSIT_MONITOR_ID
 from workflows.deposit_monitor import DepositMonitorWorkflow
+from workflows.milestone import MilestoneWorkflow
+from workflows.order import OrderWorkflow
 from workflows.probe import ProbeWorkflow
 from workflows.topup import TopUpWorkflow
 from workflows.wallet_setup import WalletSetupWorkflow
 
 log = logging.getLogger("offerhub.worker")
-WORKFLOWS: list[type] = [ProbeWorkflow, WalletSetupWorkflow, TopUpWorkflow, DepositMonitorWorkflow]
+WORKFLOWS: list[type] = [
+    ProbeWorkflow,
+    WalletSetupWorkflow,
+    TopUpWorkflow,
+    DepositMonitorWorkflow,
+    OrderWorkflow,
+    MilestoneWorkflow,
+]
 
 
 def activities_for(ctx: WorkerContext) -> list[Any]:
@@ -41,12 +52,33 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     wallets = WalletActivities(ctx)
     deposits = DepositActivities(ctx)
     topups = TopupActivities(ctx)
+    orders = OrderActivities(ctx)
+    escrow = EscrowActivities(ctx)
     return [
         system.probe_database,
         wallets.wallet_activate,
         deposits.deposits_scan,
         deposits.topups_start,
         topups.credit_crypto,
+        escrow.deploy,
+        escrow.fund,
+        escrow.call,
+        orders.create,
+        orders.reserve,
+        orders.cancel,
+        orders.escrow_prepare,
+        orders.escrow_deployed,
+        orders.escrow_deploy_failed,
+        orders.escrow_funding_started,
+        orders.escrow_funded,
+        orders.escrow_funding_failed,
+        orders.settlement_requested,
+        orders.settlement_failed,
+        orders.released,
+        orders.refunded,
+        orders.milestone_completed,
+        orders.milestone_approved,
+        orders.milestone_released,
     ]
 
 

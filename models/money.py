@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -110,8 +110,8 @@ def json_number_to_cents(value: Decimal | int | str, *, max_decimals: int) -> in
     return int(cents)
 
 
-class Money:
-    """Pydantic field type for API money: validates the string, yields integer cents.
+class _MoneyField:
+    """Pydantic schema of API money: validates the string, yields integer cents.
 
     Failures raise the `invalid_amount_format` error type, which the API maps to
     `400 INVALID_AMOUNT_FORMAT` (README conventions).
@@ -136,8 +136,8 @@ class Money:
         return {"type": "string", "pattern": AMOUNT_PATTERN.pattern, "examples": ["120.00"]}
 
 
-class Currency:
-    """Pydantic field type for `currency`: only `USD` in v1 (`400 INVALID_CURRENCY`)."""
+class _CurrencyField:
+    """Pydantic schema of `currency`: only `USD` in v1 (`400 INVALID_CURRENCY`)."""
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -153,3 +153,8 @@ class Currency:
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"type": "string", "enum": list(SUPPORTED_CURRENCIES), "default": "USD"}
+
+
+# Field types for request models: `Money` parses "120.00" into 12000 cents.
+Money = Annotated[int, _MoneyField()]
+Currency = Annotated[str, _CurrencyField()]

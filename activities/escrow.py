@@ -1,0 +1,175 @@
+"""Escrow provider steps of orders and milestones (providers.md §3.4): each one signed
+chain step through the TrustlessWorkEscrow, keyed by its operation key, so a retried
+activity finds the step already done instead of doing it twice."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import col
+from temporalio import activity
+
+from activities.context import WorkerContext, provider_errors
+from activities.wallets import platform_wallet, sealed
+from models.escrow_io import (
+    Distribution,
+    EscrowDeploy,
+    EscrowDispute,
+    EscrowFund,
+    EscrowParties,
+    EscrowRelease,
+    EscrowResolve,
+    MilestoneApprove,
+    MilestoneMark,
+    MilestoneSpec,
+    WalletRef,
+)
+from models.orders_io import ChainDone, EscrowCallInput, EscrowPlan
+from models.tables import Milestone, Order, Wallet
+from providers.errors import ProviderUnavailable
+from providers.stellar.keyvault import SealedWallet
+from providers.trustless_work.escrow import TrustlessWorkEscrow
+
+
+class EscrowActivities:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.escrow = TrustlessWorkEscrow(ctx.trustless, ctx.submitter, self._sealed, ctx.usdc_issuer)
+
+    async def _sealed(self, ref: WalletRef) -> SealedWallet:
+        async with self.ctx.sessions() as session:
+            wallet = await session.get(Wallet, ref.wallet_id)
+        if wallet is None:
+            raise ProviderUnavailable(f"wallet {ref.wallet_id} not found", provider="stellar", operation="sign")
+        return sealed(wallet)
+
+    async def _parties(self, buyer_id: str, seller_id: str) -> EscrowParties:
+        async with self.ctx.sessions() as session:
+
+            def ref(wallet: Wallet | None, what: str) -> WalletRef:
+                if wallet is None:
+                    raise ProviderUnavailable(f"no wallet for {what}", provider="stellar", operation="parties")
+                return WalletRef(wallet_id=wallet.id, public_key=wallet.public_key)
+
+            async def user_wallet(user_id: str) -> Wallet | None:
+                return (
+                    await session.execute(
+                        select(Wallet).where(
+                            col(Wallet.user_id) == user_id,
+                            col(Wallet.is_primary).is_(True),
+                            col(Wallet.is_active).is_(True),
+                        )
+                    )
+                ).scalar_one_or_none()
+
+            treasury = ref(await platform_wallet(session, "TREASURY"), "TREASURY")
+            resolver = ref(await platform_wallet(session, "RESOLVER"), "RESOLVER")
+            if self.ctx.settings.payment_provider == "airtm":
+                buyer = ref(await platform_wallet(session, "BUYER_AGENT"), "BUYER_AGENT")
+                seller = ref(await platform_wallet(session, "SELLER_AGENT"), "SELLER_AGENT")
+                funder, receiver, buyer_payout = treasury, treasury, treasury
+            else:
+                buyer = ref(await user_wallet(buyer_id), buyer_id)
+                seller = ref(await user_wallet(seller_id), seller_id)
+                funder, receiver, buyer_payout = buyer, seller, buyer
+        return EscrowParties(
+            approver=buyer,
+            service_provider=seller,
+            release_signer=buyer,
+            receiver=receiver,
+            platform=treasury,
+            resolver=resolver,
+            deployer=treasury,
+            funder=funder,
+            buyer_payout=buyer_payout,
+        )
+
+    @activity.defn(name="escrow_deploy")
+    @provider_errors
+    async def deploy(self, plan: EscrowPlan) -> ChainDone:
+        async with self.ctx.sessions() as session:
+            order = await session.get(Order, plan.order_id)
+            milestones = (
+                (
+                    await session.execute(
+                        select(Milestone)
+                        .where(col(Milestone.order_id) == plan.order_id)
+                        .order_by(col(Milestone.position))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert order is not None
+        parties = await self._parties(plan.buyer_id, plan.seller_id)
+        step = await self.escrow.deploy(
+            EscrowDeploy(
+                operation_key=f"escrow:{plan.escrow_id}:deploy",
+                order_id=order.id,
+                title=order.title,
+                description=order.description or order.title,
+                escrow_type=plan.escrow_type,
+                amount_cents=order.amount,
+                parties=parties,
+                milestones=[MilestoneSpec(title=m.title, amount_cents=m.amount) for m in milestones],
+            )
+        )
+        return ChainDone(operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=step.contract_id)
+
+    @activity.defn(name="escrow_fund")
+    @provider_errors
+    async def fund(self, plan: EscrowPlan) -> ChainDone:
+        assert plan.contract_id is not None
+        parties = await self._parties(plan.buyer_id, plan.seller_id)
+        step = await self.escrow.fund(
+            EscrowFund(
+                operation_key=f"escrow:{plan.escrow_id}:fund",
+                contract_id=plan.contract_id,
+                escrow_type=plan.escrow_type,
+                amount_cents=plan.amount,
+                funder=parties.funder,
+            )
+        )
+        return ChainDone(operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=plan.contract_id)
+
+    @activity.defn(name="escrow_call")
+    @provider_errors
+    async def call(self, req: EscrowCallInput) -> ChainDone:
+        """complete / approve / release / dispute / resolve, on the escrow or one milestone."""
+        async with self.ctx.sessions() as session:
+            order = await session.get(Order, req.order_id)
+        assert order is not None
+        parties = await self._parties(order.buyer_id, order.seller_id)
+        scope = f"milestone:{req.milestone_id}" if req.milestone_id else f"escrow:{req.escrow_id}"
+        common = {
+            "contract_id": req.contract_id,
+            "escrow_type": req.escrow_type,
+            "milestone_index": req.milestone_index,
+        }
+        key = f"{scope}:{req.kind}"
+        if req.kind == "complete":
+            step = await self.escrow.mark_milestone(
+                MilestoneMark(operation_key=key, evidence=req.note, service_provider=parties.service_provider, **common)
+            )
+        elif req.kind == "approve":
+            step = await self.escrow.approve_milestone(
+                MilestoneApprove(operation_key=key, approver=parties.approver, **common)
+            )
+        elif req.kind == "release":
+            step = await self.escrow.release(
+                EscrowRelease(operation_key=key, release_signer=parties.release_signer, **common)
+            )
+        elif req.kind == "dispute":
+            disputer = parties.approver if req.disputer == "buyer" else parties.service_provider
+            step = await self.escrow.dispute(EscrowDispute(operation_key=key, disputer=disputer, **common))
+        else:
+            distributions = [
+                Distribution(address=a.public_key, amount_cents=c)
+                for a, c in ((parties.receiver, req.to_seller), (parties.buyer_payout, req.to_buyer))
+                if c > 0
+            ]
+            step = await self.escrow.resolve(
+                EscrowResolve(
+                    operation_key=f"{key}:1", resolver=parties.resolver, distributions=distributions, **common
+                )
+            )
+        return ChainDone(operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=req.contract_id)

@@ -1,0 +1,96 @@
+"""Calling workflows from the API: Updates bounded by API_UPDATE_WAIT_SECONDS (then 202),
+and their failures mapped to the error catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.policy import RequestContext
+from api.services import Services
+from models.errors import INTEGRITY_ALARMS, ErrorCode, OfferhubError
+from models.orders_io import Caller
+
+log = logging.getLogger("offerhub.api.workflows")
+
+
+class WorkflowGone(Exception):
+    """The resource's workflow has completed: its record is final, every action is refused."""
+
+
+def caller_of(context: RequestContext) -> Caller:
+    actor_type, actor_id = context.actor
+    return Caller(
+        actor_type=actor_type, actor_id=actor_id, request_id=context.request_id, idempotency_key=context.idempotency_key
+    )
+
+
+def update_id(context: RequestContext, workflow_id: str, update: str) -> str | None:
+    """Derived from the credential's namespace and Idempotency-Key, so Temporal drops duplicates."""
+    if context.idempotency_key is None or context.credential is None:
+        return None
+    return f"{context.credential.namespace}:{context.idempotency_key}:{workflow_id}:{update}"
+
+
+def failure(exc: BaseException, request_id: str) -> OfferhubError:
+    """A failed Update (validator refusal or handler error) as the catalog error."""
+    cause = exc.cause if isinstance(exc, WorkflowUpdateFailedError) else exc
+    if isinstance(cause, ApplicationError) and cause.type:
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        try:
+            code = ErrorCode(cause.type)
+        except ValueError:
+            code = None
+        # integrity alarms (and unknown types) stay internal: the caller gets 500 INTERNAL_ERROR
+        if code is not None and code not in INTEGRITY_ALARMS and code is not ErrorCode.INTERNAL_ERROR:
+            return OfferhubError(code, cause.message, details)
+        log.error("workflow failure", extra={"type": cause.type, "error": cause.message})
+    else:
+        log.error("workflow failure", extra={"error": repr(cause)})
+    return OfferhubError(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred", {"request_id": request_id})
+
+
+async def run_update(
+    services: Services,
+    context: RequestContext,
+    workflow_id: str,
+    update: str,
+    arg: Any,
+    result_type: type,
+) -> bool:
+    """Send an Update and wait for its result up to API_UPDATE_WAIT_SECONDS.
+
+    True when it finished, False when it is still running (the caller answers 202).
+    """
+    client = await services.temporal()
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        running = await handle.start_update(
+            update,
+            arg,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            id=update_id(context, workflow_id, update),
+            result_type=result_type,
+        )
+        await asyncio.wait_for(running.result(), timeout=services.settings.api_update_wait_seconds)
+        return True
+    except TimeoutError:
+        return False
+    except WorkflowUpdateFailedError as exc:
+        raise failure(exc, context.request_id) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise WorkflowGone(workflow_id) from None
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise OfferhubError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "The workflow engine is unreachable",
+                {"retry_after_seconds": 5},
+                headers={"Retry-After": "5"},
+            ) from None
+        raise

@@ -1,0 +1,155 @@
+"""Inputs and outputs of OrderWorkflow, MilestoneWorkflow and their activities (cents)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Caller(BaseModel):
+    """Who asked, for events and audit entries (never a secret)."""
+
+    actor_type: str = "system"
+    actor_id: str | None = None
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def actor(self) -> tuple[str, str | None]:
+        return self.actor_type, self.actor_id
+
+
+class MilestoneInput(BaseModel):
+    id: str
+    milestone_ref: str
+    position: int
+    title: str
+    amount: int = Field(gt=0)
+
+
+class OrderInput(BaseModel):
+    id: str
+    buyer_id: str
+    seller_id: str
+    title: str
+    description: str | None = None
+    amount: int = Field(gt=0)
+    client_order_ref: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    milestones: list[MilestoneInput] = Field(default_factory=list)
+
+
+class OrderCreated(BaseModel):
+    caller: Caller
+
+
+class Reserve(BaseModel):
+    caller: Caller
+    amount: int | None = None
+
+
+class Cancel(BaseModel):
+    caller: Caller
+    reason: str | None = None
+
+
+class EscrowAction(BaseModel):
+    caller: Caller
+
+
+class Settle(BaseModel):
+    caller: Caller
+    reason: str | None = None
+
+
+class OrderOutcome(BaseModel):
+    """What an order Update answers; the API reads the resource from PostgreSQL."""
+
+    order_id: str
+    status: str
+
+
+class OrderStep(BaseModel):
+    """An order-scoped activity input."""
+
+    order_id: str
+    caller: Caller
+    reason: str | None = None
+    amount: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    operation: str | None = None
+    tx_hash: str | None = None
+
+
+class EscrowPlan(BaseModel):
+    """What the escrow activities need: IDs and wallets (by reference), never keys."""
+
+    order_id: str
+    escrow_id: str
+    contract_id: str | None = None
+    escrow_type: str
+    amount: int
+    buyer_id: str
+    seller_id: str
+
+
+class ChainDone(BaseModel):
+    operation_key: str
+    tx_hash: str
+    contract_id: str | None = None
+
+
+class MilestoneInputs(BaseModel):
+    milestone: MilestoneInput
+    order_id: str
+    buyer_id: str
+    seller_id: str
+    escrow_id: str
+    contract_id: str
+    order_status: str = "IN_PROGRESS"
+
+
+class MilestoneAction(BaseModel):
+    caller: Caller
+    note: str | None = None
+
+
+class MilestoneOutcome(BaseModel):
+    milestone_id: str
+    status: str
+
+
+class MilestoneStep(BaseModel):
+    milestone_id: str
+    order_id: str
+    caller: Caller
+    note: str | None = None
+    tx_hash: str | None = None
+    reason: str | None = None
+
+
+class OrderStatusNote(BaseModel):
+    """Parent -> child: the order's status changed (milestone validators read it)."""
+
+    status: str
+
+
+class CreateOrder(BaseModel):
+    order: OrderInput
+    caller: Caller
+
+
+class EscrowCallInput(BaseModel):
+    """One Trustless Work step of an order (provider activity input)."""
+
+    order_id: str
+    escrow_id: str
+    contract_id: str
+    escrow_type: str
+    kind: str  # complete | approve | release | dispute | resolve
+    milestone_id: str | None = None
+    milestone_index: int | None = None
+    note: str = ""
+    to_seller: int = 0  # resolve distributions, cents
+    to_buyer: int = 0
+    disputer: str = "buyer"  # buyer | seller
