@@ -3,6 +3,7 @@ chain submitter, Temporal client. Built once at worker start; nothing here holds
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from stellar_sdk import Asset
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
@@ -108,6 +110,7 @@ def provider_errors(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 
     @functools.wraps(call)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        beating = asyncio.create_task(_heartbeat())  # a dead worker is noticed in seconds, not minutes
         try:
             return await call(*args, **kwargs)
         except ProviderError as exc:
@@ -119,8 +122,19 @@ def provider_errors(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
                 non_retryable=not exc.retryable,
                 next_retry_delay=_seconds(delay),
             ) from None
+        finally:
+            beating.cancel()
 
     return wrapper
+
+
+HEARTBEAT_SECONDS = 3.0
+
+
+async def _heartbeat() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 def _seconds(value: Any) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -79,7 +79,9 @@ async def run_update(
         )
         await asyncio.wait_for(running.result(), timeout=services.settings.api_update_wait_seconds)
         return True
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # accepted Updates are in the workflow's history: they finish durably (even across a
+        # worker crash); the caller follows the resource by GET, events or webhooks
         return False
     except WorkflowUpdateFailedError as exc:
         raise failure(exc, context.request_id) from None

@@ -121,7 +121,7 @@ class ProviderHttp:
                 operation=operation,
             ) from exc
         finally:
-            log.info(
+            log.debug(
                 "provider call",
                 extra={
                     "provider": self.provider,

@@ -16,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.retry import DB_STEP, FOREVER, PROVIDER_STEP
 
 T = TypeVar("T")
+# provider activities heartbeat every 3 s: a worker that died mid-call is replaced within this
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
 
 def refusal(error: OfferhubError) -> ApplicationError:
@@ -54,7 +56,7 @@ async def provider_step(name: str, arg: Any, result_type: type[T]) -> T:
         result_type=result_type,
         start_to_close_timeout=PROVIDER_STEP,
         retry_policy=FOREVER,
-        heartbeat_timeout=None,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
     )
     return result
 
@@ -62,6 +64,3 @@ async def provider_step(name: str, arg: Any, result_type: type[T]) -> T:
 def set_status(status: str, details: str | Callable[[], str]) -> None:
     workflow.upsert_search_attributes([STATUS.value_set(status)])
     workflow.set_current_details(details if isinstance(details, str) else details())
-
-
-NO_WAIT = timedelta(0)

@@ -53,7 +53,7 @@ class DepositMonitorWorkflow:
             req,
             result_type=DepositPage,
             start_to_close_timeout=PROVIDER_STEP,
-            heartbeat_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=10),
             retry_policy=FOREVER,
         )
         self.state.deposits_seen += page.deposits_found

@@ -4,6 +4,8 @@ decrypts it inside the signing call."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -25,6 +27,7 @@ class WalletSetupWorkflow:
             result_type=WalletSetupResult,
             start_to_close_timeout=PROVIDER_STEP,
             retry_policy=FOREVER,
+            heartbeat_timeout=timedelta(seconds=10),
         )
         workflow.upsert_search_attributes([STATUS.value_set(result.status)])
         workflow.set_current_details(f"Wallet {req.wallet_id} is READY at {result.public_key}")
