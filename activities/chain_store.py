@@ -3,6 +3,8 @@ per-account advisory locks that keep two builders off one sequence number."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,6 +46,8 @@ class PostgresChainStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # waiters queue here first, so a busy account holds one pooled connection, not one per waiter
+        self.local_locks: dict[str, asyncio.Lock] = {}
 
     async def latest(self, operation_key: str) -> ChainRecord | None:
         async with self.sessions() as session:
@@ -129,9 +133,18 @@ class PostgresChainStore:
 
     @asynccontextmanager
     async def account_lock(self, accounts: list[str]) -> AsyncIterator[None]:
-        """Session advisory locks on each source account, taken in address order."""
+        """Session advisory locks on each source account, taken in address order (across
+        processes), behind one in-process lock per account (within this worker)."""
+        keys = sorted(set(accounts))
+        async with contextlib.AsyncExitStack() as local:
+            for account in keys:
+                await local.enter_async_context(self.local_locks.setdefault(account, asyncio.Lock()))
+            async with self._advisory(keys):
+                yield
+
+    @asynccontextmanager
+    async def _advisory(self, keys: list[str]) -> AsyncIterator[None]:
         async with self.engine.connect() as conn:
-            keys = sorted(set(accounts))
             for account in keys:
                 await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:a, 0))"), {"a": account})
             try:

@@ -86,7 +86,7 @@ class WorkerContext:
             base_fee=settings.stellar_base_fee_stroops,
             timeout_seconds=settings.stellar_tx_timeout_seconds,
         )
-        return cls(
+        built = cls(
             settings,
             engine,
             async_sessionmaker(engine, expire_on_commit=False),
@@ -98,6 +98,10 @@ class WorkerContext:
             usdc,
             temporal,
         )
+        from activities.wallets import FeeFloat  # wallets builds on this module
+
+        submitter.fee_float = FeeFloat(built)
+        return built
 
     async def close(self) -> None:
         await self.horizon.close()

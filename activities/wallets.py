@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from temporalio import activity
@@ -19,7 +19,8 @@ from activities.context import WorkerContext, provider_errors
 from activities.records import compare_and_set
 from models.audit import audit_entry
 from models.events import new_event
-from models.tables import Wallet
+from models.money import stellar_amount_to_stroops
+from models.tables import ChainTransaction, Wallet
 from models.timefmt import utcnow
 from models.workflow_io import WalletSetupInput, WalletSetupResult
 from providers.errors import ProviderUnavailable
@@ -199,3 +200,55 @@ async def ensure_platform_wallets(ctx: WorkerContext) -> dict[str, str]:
             await activate(ctx, wallet.id)
         found[purpose] = wallet.public_key
     return found
+
+
+class FeeFloat:
+    """providers.md §2.4: before a user or agent wallet signs, the treasury tops up its XLM
+    when the spendable part is under STELLAR_WALLET_FEE_FLOOR (operation key
+    `wallet:<id>:float:<n>`, so concurrent signers trigger one top-up)."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, wallet: SealedWallet) -> None:
+        if wallet.owner == "platform:TREASURY":
+            return
+        account = await self.ctx.horizon.account(wallet.public_key)
+        if account is None:
+            return  # not activated yet: activation funds it
+        native = next((b["balance"] for b in account.get("balances", []) if b.get("asset_type") == "native"), "0")
+        spendable = stellar_amount_to_stroops(str(native)) - (2 + int(account.get("subentry_count", 0))) * 5_000_000
+        if spendable >= stellar_amount_to_stroops(_xlm(self.ctx.settings.stellar_wallet_fee_floor)):
+            return
+        async with self.ctx.sessions() as session:
+            treasury = await platform_wallet(session, "TREASURY")
+            done = await session.scalar(
+                select(func.count())
+                .select_from(ChainTransaction)
+                .where(
+                    col(ChainTransaction.operation_key).like(f"wallet:{wallet.wallet_id}:float:%"),
+                    col(ChainTransaction.status) == "CONFIRMED",
+                )
+            )
+        if treasury is None:
+            raise ProviderUnavailable("no treasury to top up fees", provider="stellar", operation="fee_float")
+        await self.ctx.submitter.run(
+            ChainStep(
+                operation_key=f"wallet:{wallet.wallet_id}:float:{int(done or 0) + 1}",
+                purpose="FEE_TOPUP",
+                resource_type="wallet",
+                resource_id=wallet.wallet_id,
+                via="horizon",
+                source=sealed(treasury),
+                build=self.ctx.factory.xlm_payment(
+                    treasury.public_key, wallet.public_key, self.ctx.settings.stellar_wallet_fee_topup
+                ),
+            )
+        )
+
+
+def _xlm(amount: str) -> str:
+    """An XLM setting ("1", "0.5") as a Stellar amount string."""
+    from decimal import Decimal
+
+    return f"{Decimal(amount):.7f}"

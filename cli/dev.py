@@ -79,6 +79,9 @@ def sandbox_env(api_port: int, sandbox_port: int) -> dict[str, str]:
         "PUBLIC_BASE_URL": f"http://{LOOPBACK}:{api_port}",
         # the sandbox is local and cheap to poll: deposits show within a second or two
         "DEPOSIT_POLL_INTERVAL_SECONDS": "1",
+        # the real services throttle (50/min, 10/s); the sandbox does not, so neither do its clients
+        "TRUSTLESS_WORK_RATE_LIMIT_PER_MINUTE": "100000",
+        "AIRTM_RATE_LIMIT_PER_SECOND": "1000",
         "SANDBOX_PORT": str(sandbox_port),
         "SANDBOX_TW_WEBHOOK_URL": f"http://{LOOPBACK}:{api_port}/api/v1/webhooks/trustless-work",
         "SANDBOX_AIRTM_WEBHOOK_URL": f"http://{LOOPBACK}:{api_port}/api/v1/webhooks/airtm",

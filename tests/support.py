@@ -87,7 +87,7 @@ class Stack:
     def task_queue(self) -> str:
         return self.env["TEMPORAL_TASK_QUEUE"]
 
-    def start(self) -> None:
+    def start(self, overrides: dict[str, str]) -> None:
         pg = EmbeddedPostgres(self.root / "postgres")
         self.services.append(pg)
         redis = EmbeddedRedis(self.root / "redis", free_port())
@@ -115,6 +115,7 @@ class Stack:
             # tests share one key: the per-key limit is exercised by its own API process
             "RATE_LIMIT_PER_KEY_PER_MINUTE": "100000",
             "RATE_LIMIT_UNAUTHENTICATED_PER_IP_PER_MINUTE": "100000",
+            **overrides,
         }
         import migrations
 
@@ -153,10 +154,10 @@ class Stack:
             service.stop()
 
 
-def start_stack() -> Stack:
+def start_stack(overrides: dict[str, str] | None = None) -> Stack:
     stack = Stack(Path(tempfile.mkdtemp(prefix="offerhub-test-")))
     try:
-        stack.start()
+        stack.start(overrides or {})
     except BaseException:
         stack.stop()
         raise

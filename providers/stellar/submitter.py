@@ -95,6 +95,7 @@ class ChainSubmitter:
         store: ChainStore,
         passphrase: str,
         max_fee_stroops: int,
+        fee_float: Callable[[SealedWallet], Awaitable[None]] | None = None,
     ) -> None:
         self.horizon = horizon
         self.trustless = trustless
@@ -102,6 +103,7 @@ class ChainSubmitter:
         self.store = store
         self.passphrase = passphrase
         self.max_fee = max_fee_stroops
+        self.fee_float = fee_float  # step 3: keeps user and agent wallets able to pay their fees
 
     async def run(self, step: ChainStep) -> ChainResult:
         fee_multiplier = 1
@@ -138,6 +140,8 @@ class ChainSubmitter:
 
     async def _attempt(self, step: ChainStep, attempt: int, fee_multiplier: int) -> ChainResult | None:
         accounts = sorted({step.source.public_key, *(w.public_key for w in step.cosigners)})
+        if self.fee_float is not None:
+            await self.fee_float(step.source)
         async with self.store.account_lock(accounts):
             unsigned = await step.build(fee_multiplier)
             envelope = self._checked(step, unsigned)

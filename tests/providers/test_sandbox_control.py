@@ -154,7 +154,7 @@ async def test_fault_configuration_is_validated_and_logged(chain: Chain) -> None
                     "id": "root-down",
                     "target": "horizon",
                     "method": "GET",
-                    "path": "/",
+                    "path": "/fee_stats",
                     "times": 1,
                     "action": "error",
                     "status": 429,
@@ -164,15 +164,18 @@ async def test_fault_configuration_is_validated_and_logged(chain: Chain) -> None
         },
     )
     assert ok.status_code == 200 and ok.json()["version"] >= 1
-    first = await chain.horizon.http.client.get("/")
-    second = await chain.horizon.http.client.get("/")
+    # fee_stats: a route no other client of the session calls, so the rule is ours alone
+    first = await chain.horizon.http.client.get("/fee_stats", headers={"X-Request-ID": "mine-1"})
+    second = await chain.horizon.http.client.get("/fee_stats", headers={"X-Request-ID": "mine-2"})
     assert first.status_code == 429 and first.headers["retry-after"] == "3"
     assert second.status_code == 200
     assert first.headers["x-sandbox-request-id"] != second.headers["x-sandbox-request-id"]
     log = (await chain.control.get("/faults/log", params={"rule_id": "root-down"})).json()
     assert log[-1]["effect_applied"] is False and log[-1]["request_id"] == first.headers["x-sandbox-request-id"]
-    requests = (await chain.control.get("/requests", params={"target": "horizon", "limit": 5})).json()
-    assert requests[-1]["request_id"] == second.headers["x-sandbox-request-id"]
+    requests = (await chain.control.get("/requests", params={"target": "horizon", "limit": 1000})).json()
+    mine = [r for r in requests if r["x_request_id"] in ("mine-1", "mine-2")]
+    assert [(r["status"], r["fault_rule_id"]) for r in mine] == [(429, "root-down"), (200, None)]
+    assert mine[-1]["request_id"] == second.headers["x-sandbox-request-id"]
 
 
 async def test_ledger_totals_and_invariants(chain: Chain) -> None:

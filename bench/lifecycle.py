@@ -1,0 +1,136 @@
+"""Order lifecycles per second vs a no-op baseline workflow, measured in the same run.
+
+A lifecycle is what a marketplace drives (32 buyer/seller pairs, round robin): create
+(update-with-start) -> reserve -> create_escrow -> fund_escrow -> release, with every real activity (PostgreSQL ledger
+steps, Trustless Work and Stellar on the sandbox at zero latency). The baseline is a
+workflow with the same five Updates and the same number of local and regular activities,
+all doing nothing. Both are driven through the Temporal client at concurrency 1, 8 and 32;
+each point is the median of 3 runs. Target: lifecycle/baseline >= 0.5.
+
+Run: `make bench` (or `python bench/lifecycle.py`). Loopback only; bounded; stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from bench.baseline import BaselineWorkflow, noop
+from models.ids import IdPrefix, new_id
+from models.orders_io import Caller, EscrowAction, OrderCreated, OrderInput, OrderOutcome, Reserve, Settle
+
+CONCURRENCY = (1, 8, 32)
+REPEATS = 3
+PAIRS = 32
+
+
+async def baseline(client: Client, queue: str) -> None:
+    workflow_id = f"bench-{uuid.uuid4()}"
+    start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
+        BaselineWorkflow.run, id=workflow_id, task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+    )
+    await client.execute_update_with_start_workflow(BaselineWorkflow.created, start_workflow_operation=start)
+    handle = client.get_workflow_handle(workflow_id)
+    for update in ("reserve", "create_escrow", "fund_escrow", "release"):
+        await handle.execute_update(update)
+
+
+async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> None:
+    order_id = new_id(IdPrefix.ORDER)
+    caller = Caller(actor_type="system", actor_id="bench")
+    order = OrderInput(id=order_id, buyer_id=buyer, seller_id=seller, title="bench", amount=100)
+    start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
+        "OrderWorkflow", order, id=order_id, task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+    )
+    await client.execute_update_with_start_workflow(
+        "created", OrderCreated(caller=caller), start_workflow_operation=start, result_type=OrderOutcome
+    )
+    handle = client.get_workflow_handle(order_id)
+    for update, arg in (
+        ("reserve", Reserve(caller=caller)),
+        ("create_escrow", EscrowAction(caller=caller)),
+        ("fund_escrow", EscrowAction(caller=caller)),
+        ("release", Settle(caller=caller)),
+    ):
+        outcome = await handle.execute_update(update, arg, result_type=OrderOutcome)
+    assert outcome.status == "CLOSED", outcome
+
+
+async def rate(run_one: Callable[[], Awaitable[None]], concurrency: int, count: int) -> float:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def runner() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            await run_one()
+
+    started = time.perf_counter()
+    await asyncio.gather(*[runner() for _ in range(concurrency)])
+    return count / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    from tests.support import crypto_user, start_stack
+
+    # wallets are funded once at set-up; polling 64 idle wallets every second would only add noise
+    stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    try:
+        client = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+        counts = {c: 2 * c + 8 for c in CONCURRENCY}
+        each = REPEATS * sum(counts.values()) // PAIRS + 2  # dollars per buyer (orders are 1.00)
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:
+            master = {"Authorization": f"Bearer {stack.master_key}"}
+            created = await api.post(
+                "/auth/api-keys", json={"name": "bench", "scopes": ["read", "write"]}, headers=master
+            )
+            headers = {"Authorization": f"Bearer {created.json()['key']}"}
+            # distinct buyers and sellers, as on a marketplace: a wallet signs one step at a time
+            pairs = [(await crypto_user(api, headers), await crypto_user(api, headers)) for _ in range(PAIRS)]
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.sandbox_port}/_sandbox") as control:
+                for buyer, _ in pairs:
+                    await control.post(
+                        "/faucet/usdc", json={"address": buyer["wallet"]["public_key"], "amount": f"{each}.00"}
+                    )
+            for buyer, _ in pairs:
+                for _ in range(100):
+                    balance = (await api.get(f"/users/{buyer['id']}/balance", headers=headers)).json()
+                    if balance["available"] == f"{each}.00":
+                        break
+                    await asyncio.sleep(0.2)
+        users = itertools.cycle([(buyer["id"], seller["id"]) for buyer, seller in pairs])
+        queue = f"bench-baseline-{uuid.uuid4().hex[:6]}"
+        async with Worker(client, task_queue=queue, workflows=[BaselineWorkflow], activities=[noop]):
+            print(f"{'concurrency':>11} {'lifecycles/s':>13} {'baseline/s':>11} {'ratio':>6}")
+            for concurrency in CONCURRENCY:
+                real, base = [], []
+                for _ in range(REPEATS):
+                    real.append(
+                        await rate(
+                            lambda: lifecycle(client, stack.task_queue, *next(users)), concurrency, counts[concurrency]
+                        )
+                    )
+                    base.append(await rate(lambda: baseline(client, queue), concurrency, counts[concurrency]))
+                r, b = statistics.median(real), statistics.median(base)
+                print(f"{concurrency:>11} {r:>13.2f} {b:>11.2f} {r / b:>6.2f}", flush=True)
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
