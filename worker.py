@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.context import WorkerContext
 from activities.deposits import DepositActivities
+from activities.disputes import DisputeActivities
 from activities.escrow import EscrowActivities
 from activities.orders import OrderActivities
 from activities.system import SystemActivities
@@ -30,6 +31,7 @@ from models.workflow_io import DepositMonitorState
 from settings import Settings, get_settings
 from workflows.deposit_monitor import WORKFLOW_ID as DEPOSIT_MONITOR_ID
 from workflows.deposit_monitor import DepositMonitorWorkflow
+from workflows.dispute import DisputeWorkflow
 from workflows.milestone import MilestoneWorkflow
 from workflows.order import OrderWorkflow
 from workflows.probe import ProbeWorkflow
@@ -44,6 +46,7 @@ WORKFLOWS: list[type] = [
     DepositMonitorWorkflow,
     OrderWorkflow,
     MilestoneWorkflow,
+    DisputeWorkflow,
 ]
 
 
@@ -54,7 +57,15 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     topups = TopupActivities(ctx)
     orders = OrderActivities(ctx)
     escrow = EscrowActivities(ctx)
+    disputes = DisputeActivities(ctx)
     return [
+        disputes.open,
+        disputes.assigned,
+        disputes.decided,
+        disputes.decision_failed,
+        disputes.settled,
+        disputes.comment,
+        disputes.signal_rejected,
         system.probe_database,
         wallets.wallet_activate,
         deposits.deposits_scan,

@@ -238,7 +238,7 @@ class OrderActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
-    async def _load(self, session: AsyncSession, order_id: str) -> tuple[Order, Escrow | None]:
+    async def load_locked(self, session: AsyncSession, order_id: str) -> tuple[Order, Escrow | None]:
         order = await session.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None, order_id
         escrow = (
@@ -312,7 +312,7 @@ class OrderActivities:
     @activity.defn(name="order_reserve")
     async def reserve(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, _ = await self._load(session, req.order_id)
+            order, _ = await self.load_locked(session, req.order_id)
             book = OrderBook(session, order, req.caller)
             if await book.move(
                 "FUNDS_RESERVED",
@@ -333,7 +333,7 @@ class OrderActivities:
     @activity.defn(name="order_cancel")
     async def cancel(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, _ = await self._load(session, req.order_id)
+            order, _ = await self.load_locked(session, req.order_id)
             if order.status == "CLOSED":
                 return OrderOutcome(order_id=order.id, status=order.status)
             previous = order.status
@@ -382,7 +382,7 @@ class OrderActivities:
     @activity.defn(name="escrow_prepare")
     async def escrow_prepare(self, req: OrderStep) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             milestones = (await session.execute(select(Milestone).where(col(Milestone.order_id) == order.id))).all()
             if escrow is None:
                 await self._require_wallets(session, order)
@@ -405,9 +405,9 @@ class OrderActivities:
                     ("FUNDS_RESERVED",),
                     {"escrow_id": escrow.id, "amount": format_cents(order.amount), "currency": "USD"},
                 )
-        return self._plan(order, escrow)
+        return self.plan_of(order, escrow)
 
-    def _plan(self, order: Order, escrow: Escrow) -> EscrowPlan:
+    def plan_of(self, order: Order, escrow: Escrow) -> EscrowPlan:
         return EscrowPlan(
             order_id=order.id,
             escrow_id=escrow.id,
@@ -448,7 +448,7 @@ class OrderActivities:
                     select(Escrow).where(col(Escrow.id) == req.operation_key.split(":")[1]).with_for_update()
                 )
             ).scalar_one()
-            order, _ = await self._load(session, escrow.order_id)
+            order, _ = await self.load_locked(session, escrow.order_id)
             book = OrderBook(session, order, Caller(actor_id=order.id))
             await book.escrow_move(
                 escrow,
@@ -470,12 +470,12 @@ class OrderActivities:
                 {"escrow_id": escrow.id, "trustless_contract_id": req.contract_id},
                 values={"last_error": None},
             )
-        return self._plan(order, escrow)
+        return self.plan_of(order, escrow)
 
     @activity.defn(name="escrow_deploy_failed")
     async def escrow_deploy_failed(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             book = OrderBook(session, order, req.caller)
             if escrow is not None and escrow.status == "CREATING":
                 escrow.discarded_at = utcnow()
@@ -495,7 +495,7 @@ class OrderActivities:
     @activity.defn(name="escrow_funding_started")
     async def escrow_funding_started(self, req: OrderStep) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             book = OrderBook(session, order, req.caller)
             await book.escrow_move(
@@ -509,7 +509,7 @@ class OrderActivities:
                     "fund_tx_hash": None,
                 },
             )
-        return self._plan(order, escrow)
+        return self.plan_of(order, escrow)
 
     @activity.defn(name="escrow_funded")
     async def escrow_funded(self, req: ChainDone) -> OrderOutcome:
@@ -519,7 +519,7 @@ class OrderActivities:
                     select(Escrow).where(col(Escrow.id) == req.operation_key.split(":")[1]).with_for_update()
                 )
             ).scalar_one()
-            order, _ = await self._load(session, escrow.order_id)
+            order, _ = await self.load_locked(session, escrow.order_id)
             caller = Caller(actor_id=order.id)
             book = OrderBook(session, order, caller)
             now = utcnow()
@@ -570,7 +570,7 @@ class OrderActivities:
     @activity.defn(name="escrow_funding_failed")
     async def escrow_funding_failed(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             book = OrderBook(session, order, req.caller)
             await book.escrow_move(escrow, "CREATED", ("FUNDING",))
@@ -593,7 +593,7 @@ class OrderActivities:
         """IN_PROGRESS -> RELEASE_REQUESTED / REFUND_REQUESTED (req.operation: release | refund)."""
         release = req.operation == "release"
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             book = OrderBook(session, order, req.caller)
             target = "RELEASE_REQUESTED" if release else "REFUND_REQUESTED"
@@ -603,13 +603,13 @@ class OrderActivities:
                 {"amount": format_cents(in_escrow(escrow)), "currency": "USD", "reason": req.reason},
             ):
                 await book.escrow_move(escrow, "RELEASING" if release else "REFUNDING", ("FUNDED",))
-        return self._plan(order, escrow)
+        return self.plan_of(order, escrow)
 
     @activity.defn(name="settlement_failed")
     async def settlement_failed(self, req: OrderStep) -> OrderOutcome:
         """Compensation: back to IN_PROGRESS (escrow FUNDED) with last_error."""
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             book = OrderBook(session, order, req.caller)
             operation = req.operation or "release"
@@ -635,7 +635,7 @@ class OrderActivities:
     async def released(self, req: OrderStep) -> OrderOutcome:
         """Everything left in escrow went to the seller: ledger (single-release), escrow and order closed."""
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             caller = Caller(actor_id=order.id)
             book = OrderBook(session, order, caller)
@@ -653,13 +653,13 @@ class OrderActivities:
                     )
                 )
                 await book.pay_out(escrow, released=paid)
-            await self._close(book, escrow, "RELEASED", paid, req.reason or "RELEASED", tx_hash=req.tx_hash)
+            await self.close_settled(book, escrow, "RELEASED", paid, req.reason or "RELEASED", tx_hash=req.tx_hash)
         return OrderOutcome(order_id=order.id, status=order.status)
 
     @activity.defn(name="order_refunded")
     async def refunded(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             caller = Caller(actor_id=order.id)
             book = OrderBook(session, order, caller)
@@ -678,10 +678,10 @@ class OrderActivities:
                 )
                 await book.pay_out(escrow, refunded=returned)
             await book.cancel_milestones(escrow, "refunded")
-            await self._close(book, escrow, "REFUNDED", returned, "REFUNDED", tx_hash=req.tx_hash)
+            await self.close_settled(book, escrow, "REFUNDED", returned, "REFUNDED", tx_hash=req.tx_hash)
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    async def _close(
+    async def close_settled(
         self, book: OrderBook, escrow: Escrow, settled: str, amount: int, close_reason: str, *, tx_hash: str | None
     ) -> None:
         order = book.order
@@ -723,7 +723,7 @@ class OrderActivities:
     @activity.defn(name="milestone_completed")
     async def milestone_completed(self, req: MilestoneStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             milestone = await self._milestone(session, req.milestone_id)
             now = utcnow()
             if await compare_and_set(
@@ -751,7 +751,7 @@ class OrderActivities:
     @activity.defn(name="milestone_approved")
     async def milestone_approved(self, req: MilestoneStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             milestone = await self._milestone(session, req.milestone_id)
             now = utcnow()
             if await compare_and_set(
@@ -775,7 +775,7 @@ class OrderActivities:
     async def milestone_released(self, req: MilestoneStep) -> OrderOutcome:
         """APPROVED -> RELEASED with the seller's credit; status `LAST` when nothing is left to pay."""
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self._load(session, req.order_id)
+            order, escrow = await self.load_locked(session, req.order_id)
             assert escrow is not None
             milestone = await self._milestone(session, req.milestone_id)
             caller = Caller(actor_id=milestone.id)

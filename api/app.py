@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import ApiJSONResponse, handle_http_exception, handle_offerhub_error, handle_validation_error
 from api.middleware import RequestContextMiddleware
 from api.policy import API_PREFIX, Access, RoutePolicy
-from api.routers import admin, auth, health, instance, orders, users
+from api.routers import admin, auth, disputes, health, instance, orders, users
 from api.services import Services
 from models.errors import OfferhubError
 from settings import VERSION, Settings
@@ -46,7 +46,15 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    for router in (health.router, instance.router, auth.router, admin.router, users.router, orders.router):
+    for router in (
+        health.router,
+        instance.router,
+        auth.router,
+        admin.router,
+        users.router,
+        orders.router,
+        disputes.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     app.add_exception_handler(OfferhubError, handle_offerhub_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

@@ -8,11 +8,14 @@ anything is recorded; handlers run one action at a time under a lock.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from models.disputes_io import DisputeInput, DisputeOutcome, OpenDispute
     from models.errors import ErrorCode, OfferhubError
     from models.money import format_cents
     from models.orders_io import (
@@ -33,8 +36,10 @@ with workflow.unsafe.imports_passed_through():
         Reserve,
         Settle,
     )
+    from models.search import attributes
     from models.states import ORDER
     from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
+    from workflows.dispute import DisputeWorkflow
     from workflows.milestone import MilestoneWorkflow
 
 
@@ -47,6 +52,7 @@ class OrderWorkflow:
         self.plan: EscrowPlan | None = None
         self.milestones = {m.id: "OPEN" for m in order.milestones}
         self.lock = asyncio.Lock()
+        self.dispute: workflow.ChildWorkflowHandle[Any, Any] | None = None
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderOutcome:
@@ -58,6 +64,8 @@ class OrderWorkflow:
                     if self._all_milestones_paid():
                         await self._close_released(Caller(actor_id=self.order.id), reason=None)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self.dispute is not None:
+            await self.dispute  # its resolve answer goes back to support staff before the order completes
         return OrderOutcome(order_id=self.order.id, status=self.status)
 
     def _summary(self) -> str:
@@ -229,6 +237,42 @@ class OrderWorkflow:
         if outcome.milestone_id in self.milestones:
             self.milestones[outcome.milestone_id] = outcome.status
             workflow.set_current_details(self._summary())
+
+    # disputes ------------------------------------------------------------------------------
+
+    @workflow.update
+    async def open_dispute(self, req: OpenDispute) -> OrderOutcome:
+        async with self.lock:
+            dispute = await db_step("dispute_open", req, DisputeInput)
+            self._moved("DISPUTED")
+            await self._notify_milestones("DISPUTED")
+            self.dispute = await workflow.start_child_workflow(
+                DisputeWorkflow.run,
+                dispute,
+                id=dispute.dispute_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=attributes(
+                    "dispute", "OPEN", [self.order.buyer_id, self.order.seller_id], dispute.disputed_amount
+                ),
+                static_summary=f"Dispute {dispute.dispute_id} on order {self.order.id}: "
+                f"{format_cents(dispute.disputed_amount)} USD, opened by {dispute.opened_by}",
+            )
+            return OrderOutcome(order_id=self.order.id, status=self.status)
+
+    @open_dispute.validator
+    def _check_open_dispute(self, req: OpenDispute) -> None:
+        require(ORDER, "open_dispute", self.status, self.order.id)
+
+    @workflow.signal
+    async def dispute_settled(self, outcome: DisputeOutcome) -> None:
+        """The dispute child settled the escrow and closed the order's record."""
+        for milestone_id, state in self.milestones.items():
+            if state != "RELEASED":
+                self.milestones[milestone_id] = "CANCELED"
+                await workflow.get_external_workflow_handle(milestone_id).signal(
+                    "settled_by_order", MilestoneOutcome(milestone_id=milestone_id, status="CANCELED")
+                )
+        self._moved("CLOSED")
 
     # release / refund ------------------------------------------------------------------
 

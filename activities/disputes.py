@@ -1,0 +1,336 @@
+"""Dispute transitions (domain.md §4.6): opening freezes the order; the settlement pays the
+seller and/or the buyer out of escrow with keyed ledger credits and closes the order."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import col
+from temporalio import activity
+
+from activities.context import WorkerContext
+from activities.orders import OrderActivities, OrderBook, _effect, in_escrow
+from activities.records import compare_and_set
+from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
+from models.ledger import EntryType
+from models.money import format_cents
+from models.orders_io import Caller, MilestoneInput
+from models.tables import Dispute, DisputeComment, Milestone
+from models.timefmt import iso, utcnow
+
+
+class DisputeActivities:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.orders = OrderActivities(ctx)  # shared order bookkeeping
+
+    @activity.defn(name="dispute_open")
+    async def open(self, req: OpenDispute) -> DisputeInput:
+        order_id = activity.info().workflow_id
+        assert order_id is not None
+        async with self.ctx.sessions() as session, session.begin():
+            order, escrow = await self.orders.load_locked(session, order_id)
+            assert escrow is not None
+            existing = await session.get(Dispute, req.dispute_id)
+            if existing is None:
+                now = utcnow()
+                disputed = in_escrow(escrow)
+                dispute = Dispute(
+                    id=req.dispute_id,
+                    order_id=order.id,
+                    buyer_id=order.buyer_id,
+                    seller_id=order.seller_id,
+                    status="OPEN",
+                    opened_by=req.opened_by,
+                    reason=req.reason,
+                    description=req.description,
+                    evidence=req.evidence,
+                    disputed_amount=disputed,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(dispute)
+                await session.flush()
+                book = OrderBook(session, order, req.caller)
+                await book.move(
+                    "DISPUTED",
+                    ("IN_PROGRESS",),
+                    {
+                        "dispute_id": dispute.id,
+                        "opened_by": req.opened_by,
+                        "reason": req.reason,
+                        "disputed_amount": format_cents(disputed),
+                        "currency": "USD",
+                    },
+                )
+                await book.escrow_move(escrow, "DISPUTED", ("FUNDED",))
+                book.event(
+                    "dispute.opened",
+                    ("dispute", dispute.id),
+                    {
+                        "dispute_id": dispute.id,
+                        "order_id": order.id,
+                        "status": "OPEN",
+                        "opened_by": req.opened_by,
+                        "reason": req.reason,
+                        "disputed_amount": format_cents(disputed),
+                        "currency": "USD",
+                    },
+                )
+                book.audit(
+                    "DISPUTE_OPENED",
+                    ("dispute", dispute.id),
+                    None,
+                    {"status": "OPEN", "disputed_amount": format_cents(disputed)},
+                )
+            else:
+                dispute = existing
+            unpaid = (
+                (
+                    await session.execute(
+                        select(Milestone)
+                        .where(col(Milestone.order_id) == order.id, col(Milestone.status) != "RELEASED")
+                        .order_by(col(Milestone.position))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return DisputeInput(
+            dispute_id=dispute.id,
+            order_id=order.id,
+            buyer_id=order.buyer_id,
+            seller_id=order.seller_id,
+            opened_by=dispute.opened_by,
+            disputed_amount=dispute.disputed_amount,
+            plan=self.orders.plan_of(order, escrow),
+            milestones=[
+                MilestoneInput(
+                    id=m.id, milestone_ref=m.milestone_ref, position=m.position, title=m.title, amount=m.amount
+                )
+                for m in unpaid
+            ],
+        )
+
+    async def _dispute(self, session: object, dispute_id: str) -> Dispute:
+        dispute = await session.get(Dispute, dispute_id, with_for_update=True, populate_existing=True)  # type: ignore[attr-defined]
+        assert dispute is not None
+        return dispute  # type: ignore[no-any-return]
+
+    @activity.defn(name="dispute_assigned")
+    async def assigned(self, req: DisputeStep) -> DisputeOutcome:
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            now = utcnow()
+            if await compare_and_set(
+                session,
+                Dispute,
+                dispute.id,
+                field="status",
+                expected=("OPEN",),
+                target="UNDER_REVIEW",
+                values={"assigned_to": req.assigned_to, "assigned_at": now, "assignment_note": req.note},
+            ):
+                book = OrderBook(session, order, req.caller)
+                book.event(
+                    "dispute.under_review",
+                    ("dispute", dispute.id),
+                    {
+                        "dispute_id": dispute.id,
+                        "order_id": order.id,
+                        "status": "UNDER_REVIEW",
+                        "assigned_to": req.assigned_to,
+                        "assigned_at": iso(now),
+                    },
+                )
+                book.audit(
+                    "DISPUTE_ASSIGNED",
+                    ("dispute", dispute.id),
+                    {"status": "OPEN"},
+                    {"status": "UNDER_REVIEW", "assigned_to": req.assigned_to},
+                )
+        return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW")
+
+    @activity.defn(name="dispute_decided")
+    async def decided(self, req: DisputeStep) -> DisputeOutcome:
+        """The decision is recorded when accepted; the status stays UNDER_REVIEW until settled."""
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            dispute.resolution_decision, dispute.decision_note = req.decision, req.note
+            dispute.release_amount, dispute.refund_amount = req.release_amount, req.refund_amount
+            dispute.resolved_by, dispute.updated_at = req.resolved_by, utcnow()
+        return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW", decision=req.decision)
+
+    @activity.defn(name="dispute_settlement_failed")
+    async def decision_failed(self, req: DisputeStep) -> DisputeOutcome:
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            dispute.resolution_decision = dispute.decision_note = dispute.resolved_by = None
+            dispute.release_amount = dispute.refund_amount = None
+            order.last_error = {
+                "operation": "dispute_settlement",
+                "code": req.error_code or "PROVIDER_ERROR",
+                "message": (req.error_message or "")[:500],
+                "occurred_at": iso(utcnow()),
+            }
+            OrderBook(session, order, req.caller).audit(
+                "DISPUTE_SETTLEMENT_FAILED",
+                ("dispute", dispute.id),
+                None,
+                None,
+                result="FAILURE",
+                error={"code": req.error_code, "message": req.error_message},
+            )
+        return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW")
+
+    @activity.defn(name="dispute_settled")
+    async def settled(self, req: DisputeStep) -> DisputeOutcome:
+        """Ledger credits, dispute RESOLVED, escrow and order settled and CLOSED, in one transaction."""
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            order, escrow = await self.orders.load_locked(session, dispute.order_id)
+            assert escrow is not None
+            if dispute.status == "RESOLVED":
+                return DisputeOutcome(dispute_id=dispute.id, status="RESOLVED", decision=dispute.resolution_decision)
+            caller = Caller(
+                actor_type=req.caller.actor_type, actor_id=req.caller.actor_id, request_id=req.caller.request_id
+            )
+            book = OrderBook(session, order, caller)
+            source = ("dispute", dispute.id)
+            if req.release_amount:
+                await book.ledger(
+                    _effect(
+                        order,
+                        escrow,
+                        EntryType.ESCROW_RELEASE,
+                        f"dispute:{dispute.id}:release",
+                        order.seller_id,
+                        req.release_amount,
+                        caller,
+                        source=source,
+                    )
+                )
+            if req.refund_amount:
+                await book.ledger(
+                    _effect(
+                        order,
+                        escrow,
+                        EntryType.ESCROW_REFUND,
+                        f"dispute:{dispute.id}:refund",
+                        order.buyer_id,
+                        req.refund_amount,
+                        caller,
+                        source=source,
+                    )
+                )
+            await book.pay_out(escrow, released=req.release_amount, refunded=req.refund_amount)
+            now = utcnow()
+            await compare_and_set(
+                session,
+                Dispute,
+                dispute.id,
+                field="status",
+                expected=("UNDER_REVIEW",),
+                target="RESOLVED",
+                values={"resolved_at": now},
+            )
+            book.event(
+                "dispute.resolved",
+                ("dispute", dispute.id),
+                {
+                    "dispute_id": dispute.id,
+                    "order_id": order.id,
+                    "status": "RESOLVED",
+                    "decision": req.decision,
+                    "release_amount": format_cents(req.release_amount),
+                    "refund_amount": format_cents(req.refund_amount),
+                    "currency": "USD",
+                    "resolved_by": req.resolved_by,
+                    "resolved_at": iso(now),
+                },
+            )
+            book.audit(
+                "DISPUTE_RESOLVED",
+                ("dispute", dispute.id),
+                {"status": "UNDER_REVIEW"},
+                {
+                    "status": "RESOLVED",
+                    "decision": req.decision,
+                    "release_amount": format_cents(req.release_amount),
+                    "refund_amount": format_cents(req.refund_amount),
+                    "resolved_by": req.resolved_by,
+                },
+            )
+            await book.cancel_milestones(escrow, "dispute_resolved")
+            refunded_all = req.decision == "FULL_REFUND"
+            close_reason = {"FULL_RELEASE": "RELEASED", "FULL_REFUND": "REFUNDED"}.get(req.decision or "", "SPLIT")
+            await self.orders.close_settled(
+                book,
+                escrow,
+                "REFUNDED" if refunded_all else "RELEASED",
+                req.refund_amount if refunded_all else req.release_amount,
+                close_reason,
+                tx_hash=None,
+            )
+        return DisputeOutcome(dispute_id=req.dispute_id, status="RESOLVED", decision=req.decision)
+
+    @activity.defn(name="dispute_comment")
+    async def comment(self, req: DisputeStep) -> DisputeOutcome:
+        assert req.comment is not None
+        data = req.comment
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            if await session.get(DisputeComment, data.comment_id) is None:
+                now = utcnow()
+                session.add(
+                    DisputeComment(
+                        id=data.comment_id,
+                        dispute_id=dispute.id,
+                        author_type=data.author_type,
+                        author_id=data.author_id,
+                        message=data.message,
+                        evidence=data.evidence,
+                        visibility=data.visibility,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                book = OrderBook(session, order, req.caller)
+                if data.visibility == "PUBLIC":
+                    book.event(
+                        "dispute.comment_added",
+                        ("dispute", dispute.id),
+                        {
+                            "dispute_id": dispute.id,
+                            "order_id": order.id,
+                            "status": dispute.status,
+                            "comment_id": data.comment_id,
+                            "author_type": data.author_type,
+                            "author_id": data.author_id,
+                        },
+                    )
+                book.audit(
+                    "DISPUTE_COMMENT_ADDED",
+                    ("dispute", dispute.id),
+                    None,
+                    {"comment_id": data.comment_id, "visibility": data.visibility},
+                )
+        return DisputeOutcome(dispute_id=req.dispute_id, status=dispute.status)
+
+    @activity.defn(name="dispute_signal_rejected")
+    async def signal_rejected(self, req: DisputeStep) -> DisputeOutcome:
+        """An operator Signal the workflow refused: audited as FAILURE, nothing else changes."""
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            OrderBook(session, order, req.caller).audit(
+                str((req.rejected or {}).get("action", "DISPUTE_SIGNAL")),
+                ("dispute", dispute.id),
+                None,
+                {"payload": (req.rejected or {}).get("payload")},
+                result="FAILURE",
+                error={"code": req.error_code, "message": req.error_message},
+            )
+        return DisputeOutcome(dispute_id=req.dispute_id, status=dispute.status)

@@ -1,0 +1,307 @@
+"""Disputes decided by support staff (api.md §7.14, §8): Updates on the dispute's workflow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlmodel import col
+
+from api.errors import ApiJSONResponse
+from api.pagination import CursorQuery, LimitQuery, envelope, fetch_page
+from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
+from api.repositories import orders as order_repo
+from api.schemas import time_range
+from api.services import Services
+from api.workflow_calls import WorkflowGone, caller_of, run_update
+from models.disputes_io import AddComment, AssignDispute, DisputeOutcome, OpenDispute, ResolveDispute
+from models.errors import ErrorCode, OfferhubError
+from models.ids import IdPrefix, is_id
+from models.money import Money, format_cents
+from models.orders_io import OrderOutcome
+from models.states import DISPUTE, ORDER
+from models.tables import Dispute, DisputeComment
+from models.timefmt import iso
+
+router = APIRouter(route_class=GuardedRoute, tags=["disputes"])
+Url = Annotated[AnyUrl, Field(max_length=2048)]
+
+
+class DisputeOpen(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    opened_by: Literal["BUYER", "SELLER"]
+    reason: Literal["NOT_DELIVERED", "QUALITY_ISSUE", "OTHER"]
+    description: str | None = Field(default=None, max_length=2000)
+    evidence: list[Url] = Field(default_factory=list, max_length=20)
+
+
+class DisputeAssign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assigned_to: str = Field(min_length=1, max_length=128)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class DisputeResolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["FULL_RELEASE", "FULL_REFUND", "SPLIT"]
+    release_amount: Money | None = None
+    refund_amount: Money | None = None
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class CommentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    author_type: Literal["BUYER", "SELLER", "SUPPORT"]
+    author_id: str | None = Field(default=None, max_length=128)
+    message: str = Field(min_length=1, max_length=5000)
+    evidence: list[Url] = Field(default_factory=list, max_length=20)
+    visibility: Literal["PUBLIC", "INTERNAL"] = "PUBLIC"
+
+
+def dispute_view(d: Dispute) -> dict[str, Any]:
+    def money(value: int | None) -> str | None:
+        return None if value is None else format_cents(value)
+
+    return {
+        "id": d.id,
+        "order_id": d.order_id,
+        "buyer_id": d.buyer_id,
+        "seller_id": d.seller_id,
+        "status": d.status,
+        "opened_by": d.opened_by,
+        "reason": d.reason,
+        "description": d.description,
+        "evidence": list(d.evidence),
+        "disputed_amount": format_cents(d.disputed_amount),
+        "assigned_to": d.assigned_to,
+        "assigned_at": iso(d.assigned_at),
+        "assignment_note": d.assignment_note,
+        "resolution_decision": d.resolution_decision,
+        "release_amount": money(d.release_amount),
+        "refund_amount": money(d.refund_amount),
+        "decision_note": d.decision_note,
+        "resolved_by": d.resolved_by,
+        "resolved_at": iso(d.resolved_at),
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+    }
+
+
+def comment_view(c: DisputeComment) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "dispute_id": c.dispute_id,
+        "author_type": c.author_type,
+        "author_id": c.author_id,
+        "message": c.message,
+        "evidence": list(c.evidence),
+        "visibility": c.visibility,
+        "created_at": iso(c.created_at),
+        "updated_at": iso(c.updated_at),
+    }
+
+
+async def _load(services: Services, dispute_id: str) -> Dispute:
+    if is_id(dispute_id, IdPrefix.DISPUTE):
+        async with services.sessions() as session:
+            found = await session.get(Dispute, dispute_id, populate_existing=True)
+        if found is not None:
+            return found
+    raise OfferhubError(ErrorCode.DISPUTE_NOT_FOUND, f"Dispute {dispute_id} not found", {"dispute_id": dispute_id})
+
+
+@router.post(
+    "/orders/{order_id}/resolution/dispute",
+    status_code=201,
+    operation_id="orders-dispute",
+    summary="Open the order's dispute (freezes the order)",
+)
+@policy(Access.SCOPED, "write", retention=Retention.FOREVER, creates=IdPrefix.DISPUTE)
+async def open_dispute(order_id: str, body: DisputeOpen, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    async with services.sessions() as session:
+        order = await order_repo.load(session, order_id)
+        existing = (
+            await session.execute(select(Dispute).where(col(Dispute.order_id) == order_id))
+        ).scalar_one_or_none()
+    if existing is not None and order.status == "DISPUTED":
+        raise OfferhubError(
+            ErrorCode.DISPUTE_ALREADY_OPEN,
+            "The order already has an open dispute",
+            {"order_id": order_id, "dispute_id": existing.id},
+        )
+    dispute_id = context.new_resource_id(IdPrefix.DISPUTE)
+    request = OpenDispute(
+        caller=caller_of(context),
+        dispute_id=dispute_id,
+        opened_by=body.opened_by,
+        reason=body.reason,
+        description=body.description,
+        evidence=[str(u) for u in body.evidence],
+    )
+    try:
+        await run_update(services, context, order_id, "open_dispute", request, OrderOutcome)
+    except WorkflowGone:
+        ORDER.require("open_dispute", order.status, order_id)
+        raise
+    found = await _load(services, dispute_id)
+    return ApiJSONResponse(dispute_view(found), status_code=201, headers={"Location": f"/api/v1/disputes/{dispute_id}"})
+
+
+@router.get("/disputes", operation_id="disputes-list", summary="List disputes")
+@policy(Access.SCOPED, "read")
+async def list_disputes(
+    services: ServicesDep,
+    order_id: Annotated[str | None, Query()] = None,
+    status: Annotated[Literal["OPEN", "UNDER_REVIEW", "RESOLVED"] | None, Query()] = None,
+    opened_by: Annotated[Literal["BUYER", "SELLER"] | None, Query()] = None,
+    reason: Annotated[Literal["NOT_DELIVERED", "QUALITY_ISSUE", "OTHER"] | None, Query()] = None,
+    assigned_to: Annotated[str | None, Query()] = None,
+    created_after: Annotated[str | None, Query()] = None,
+    created_before: Annotated[str | None, Query()] = None,
+    limit: int = LimitQuery,
+    cursor: str | None = CursorQuery,
+) -> dict[str, Any]:
+    if order_id is not None and not is_id(order_id, IdPrefix.ORDER):
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR,
+            "order_id must be an ord_ ID",
+            {"fields": [{"field": "order_id", "message": "wrong prefix"}]},
+        )
+    after, before = time_range(created_after, created_before)
+    query = select(Dispute)
+    for column, value in (
+        (Dispute.order_id, order_id),
+        (Dispute.status, status),
+        (Dispute.opened_by, opened_by),
+        (Dispute.reason, reason),
+        (Dispute.assigned_to, assigned_to),
+    ):
+        if value is not None:
+            query = query.where(col(column) == value)
+    if after is not None:
+        query = query.where(col(Dispute.created_at) >= after)
+    if before is not None:
+        query = query.where(col(Dispute.created_at) < before)
+    async with services.sessions() as session:
+        rows, has_more = await fetch_page(
+            session, Dispute, query, limit=limit, cursor=cursor, cursor_valid=lambda c: is_id(c, IdPrefix.DISPUTE)
+        )
+    return envelope([dispute_view(r) for r in rows], rows, has_more)
+
+
+@router.get("/disputes/{dispute_id}", operation_id="disputes-get", summary="Get a dispute")
+@policy(Access.SCOPED, "read")
+async def get_dispute(dispute_id: str, services: ServicesDep) -> dict[str, Any]:
+    return dispute_view(await _load(services, dispute_id))
+
+
+async def _act(services: Services, context: RequestContext, dispute: Dispute, update: str, arg: Any) -> ApiJSONResponse:
+    try:
+        finished = await run_update(services, context, dispute.id, update, arg, DisputeOutcome)
+    except WorkflowGone:
+        DISPUTE.require(update, dispute.status, dispute.id)
+        raise
+    view = dispute_view(await _load(services, dispute.id))
+    return ApiJSONResponse(view, status_code=200 if finished else 202)
+
+
+@router.post("/disputes/{dispute_id}/assign", operation_id="disputes-assign", summary="Assign to an agent")
+@policy(Access.SCOPED, "support", retention=Retention.FOREVER)
+async def assign(dispute_id: str, body: DisputeAssign, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    dispute = await _load(services, dispute_id)
+    request = AssignDispute(caller=caller_of(context), assigned_to=body.assigned_to, note=body.note)
+    return await _act(services, context, dispute, "assign", request)
+
+
+@router.post(
+    "/disputes/{dispute_id}/resolve",
+    operation_id="disputes-resolve",
+    summary="Decide: full release, full refund or split",
+)
+@policy(Access.SCOPED, "support", retention=Retention.FOREVER)
+async def resolve(dispute_id: str, body: DisputeResolve, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    dispute = await _load(services, dispute_id)
+    request = ResolveDispute(
+        caller=caller_of(context),
+        decision=body.decision,
+        release_amount=body.release_amount,
+        refund_amount=body.refund_amount,
+        note=body.note,
+        resolved_by=dispute.assigned_to,
+    )
+    return await _act(services, context, dispute, "resolve", request)
+
+
+@router.post(
+    "/disputes/{dispute_id}/comments",
+    status_code=201,
+    operation_id="disputes-comment",
+    summary="Add a comment or evidence",
+)
+@policy(Access.SCOPED, "write", retention=Retention.FOREVER, creates=IdPrefix.COMMENT)
+async def add_comment(
+    dispute_id: str, body: CommentCreate, services: ServicesDep, context: ContextDep
+) -> ApiJSONResponse:
+    dispute = await _load(services, dispute_id)
+    credential = context.credential
+    assert credential is not None
+    if (body.author_type == "SUPPORT" or body.visibility == "INTERNAL") and "support" not in credential.scopes:
+        raise OfferhubError(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            "SUPPORT and INTERNAL comments need the support scope",
+            {"required_scope": "support", "current_scopes": list(credential.scopes)},
+        )
+    party = {"BUYER": dispute.buyer_id, "SELLER": dispute.seller_id}.get(body.author_type)
+    if party is not None and body.author_id != party:
+        raise OfferhubError(
+            ErrorCode.VALIDATION_ERROR,
+            f"author_id must be the order's {body.author_type.lower()}",
+            {"fields": [{"field": "author_id", "message": "not that party"}]},
+        )
+    comment_id = context.new_resource_id(IdPrefix.COMMENT)
+    request = AddComment(
+        caller=caller_of(context),
+        comment_id=comment_id,
+        author_type=body.author_type,
+        author_id=body.author_id,
+        message=body.message,
+        evidence=[str(u) for u in body.evidence],
+        visibility=body.visibility,
+    )
+    try:
+        await run_update(services, context, dispute.id, "add_comment", request, DisputeOutcome)
+    except WorkflowGone:
+        DISPUTE.require("add_comment", dispute.status, dispute.id)
+        raise
+    async with services.sessions() as session:
+        comment = await session.get(DisputeComment, comment_id)
+    assert comment is not None
+    return ApiJSONResponse(comment_view(comment), status_code=201)
+
+
+@router.get("/disputes/{dispute_id}/comments", operation_id="disputes-comments", summary="List comments")
+@policy(Access.SCOPED, "read")
+async def list_comments(
+    dispute_id: str,
+    services: ServicesDep,
+    context: ContextDep,
+    limit: int = LimitQuery,
+    cursor: str | None = CursorQuery,
+) -> dict[str, Any]:
+    await _load(services, dispute_id)
+    query = select(DisputeComment).where(col(DisputeComment.dispute_id) == dispute_id)
+    credential = context.credential
+    if credential is None or "support" not in credential.scopes:
+        query = query.where(col(DisputeComment.visibility) == "PUBLIC")
+    async with services.sessions() as session:
+        rows, has_more = await fetch_page(
+            session,
+            DisputeComment,
+            query,
+            limit=limit,
+            cursor=cursor,
+            cursor_valid=lambda c: is_id(c, IdPrefix.COMMENT),
+        )
+    return envelope([comment_view(r) for r in rows], rows, has_more)
