@@ -20,12 +20,16 @@ maintenance_app = typer.Typer(help="Maintenance mode (master key).", no_args_is_
 sandbox_app = typer.Typer(help="The local provider sandbox.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The ledger (direct PostgreSQL).", no_args_is_help=True)
 wallets_app = typer.Typer(help="Platform wallets (direct).", no_args_is_help=True)
+disputes_app = typer.Typer(
+    help="Dispute decisions as Temporal Signals (direct), as from the Temporal UI.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(wallets_app, name="wallets")
+app.add_typer(disputes_app, name="disputes")
 
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="OFFERHUB_API_URL")]
 MasterKey = Annotated[str | None, typer.Option("--master-key", envvar="OFFERHUB_MASTER_KEY", show_default=False)]
@@ -156,6 +160,98 @@ def wallets_init_platform() -> None:
 
     for purpose, address in asyncio.run(run()).items():
         typer.echo(f"  {purpose:14} {address}")
+
+
+def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_only: bool) -> None:
+    """Send the Signal support staff would paste into the Temporal UI, then show the outcome."""
+    import shlex
+
+    from settings import get_settings
+
+    settings = get_settings()
+    command = (
+        f"temporal workflow signal --address {settings.temporal_address} --workflow-id {dispute_id} "
+        f"--name {name} --input {shlex.quote(json.dumps(payload))}"
+    )
+    if print_only:
+        typer.echo(command)
+        return
+
+    async def run() -> dict[str, Any]:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from api.services import connect_temporal
+        from models.tables import AuditLog, Dispute
+
+        client = await connect_temporal(settings)
+        await client.get_workflow_handle(dispute_id).signal(name, payload)
+        engine = create_async_engine(settings.database_url.get_secret_value())
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                async with engine.connect() as conn:
+                    from sqlalchemy import select
+                    from sqlmodel import col
+
+                    dispute = (await conn.execute(select(Dispute).where(col(Dispute.id) == dispute_id))).first()
+                    refused = (
+                        await conn.execute(
+                            select(col(AuditLog.error))
+                            .where(col(AuditLog.resource_id) == dispute_id, col(AuditLog.result) == "FAILURE")
+                            .order_by(col(AuditLog.occurred_at).desc())
+                            .limit(1)
+                        )
+                    ).scalar()
+                target = "UNDER_REVIEW" if name == "assign" else "RESOLVED"
+                if dispute is not None and dispute.status == target:
+                    return {
+                        "status": dispute.status,
+                        "assigned_to": dispute.assigned_to,
+                        "resolution_decision": dispute.resolution_decision,
+                        "resolved_by": dispute.resolved_by,
+                    }
+                if refused or asyncio.get_running_loop().time() > deadline:
+                    return {"status": dispute.status if dispute else None, "refused": refused}
+                await asyncio.sleep(0.5)
+        finally:
+            await engine.dispose()
+
+    outcome = asyncio.run(run())
+    typer.echo(json.dumps(outcome, indent=2, default=str))
+    raise typer.Exit(1 if outcome.get("refused") else 0)
+
+
+@disputes_app.command("assign")
+def disputes_assign(
+    dispute_id: str,
+    to: Annotated[str, typer.Option("--to")],
+    actor: Annotated[str, typer.Option("--actor")],
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    print_temporal_command: Annotated[bool, typer.Option("--print-temporal-command")] = False,
+) -> None:
+    """Signal `assign` to workflow DSP_ID (OPEN -> UNDER_REVIEW)."""
+    payload: dict[str, Any] = {"assigned_to": to, "actor": actor}
+    if note:
+        payload["note"] = note
+    _dispute_signal(dispute_id, "assign", payload, print_temporal_command)
+
+
+@disputes_app.command("resolve")
+def disputes_resolve(
+    dispute_id: str,
+    decision: Annotated[str, typer.Option("--decision")],
+    actor: Annotated[str, typer.Option("--actor")],
+    release_amount: Annotated[str | None, typer.Option("--release-amount")] = None,
+    refund_amount: Annotated[str | None, typer.Option("--refund-amount")] = None,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    print_temporal_command: Annotated[bool, typer.Option("--print-temporal-command")] = False,
+) -> None:
+    """Signal `resolve` to workflow DSP_ID: FULL_RELEASE, FULL_REFUND or SPLIT (with both amounts)."""
+    payload: dict[str, Any] = {"decision": decision, "actor": actor}
+    for field, value in (("release_amount", release_amount), ("refund_amount", refund_amount), ("note", note)):
+        if value is not None:
+            payload[field] = value
+    _dispute_signal(dispute_id, "resolve", payload, print_temporal_command)
 
 
 @sandbox_app.command("run")

@@ -37,3 +37,24 @@ def test_health_and_keys_commands(stack: Stack) -> None:
         timeout=60,
     )
     assert missing.returncode == 2
+
+
+def test_dispute_commands_print_the_temporal_signal(stack: Stack) -> None:
+    result = offerhub(
+        stack,
+        "disputes",
+        "resolve",
+        "dsp_aKSd2mtfBHbYtFFeIbpGu",
+        "--decision",
+        "SPLIT",
+        "--release-amount",
+        "80.00",
+        "--refund-amount",
+        "40.00",
+        "--actor",
+        "ops@example.com",
+        "--print-temporal-command",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "temporal workflow signal" in result.stdout and "--name resolve" in result.stdout
+    assert '"release_amount": "80.00"' in result.stdout and '"actor": "ops@example.com"' in result.stdout

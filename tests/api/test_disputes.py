@@ -232,3 +232,43 @@ async def test_support_staff_settle_from_the_temporal_cli(
     assert closed["status"] == "CLOSED" and closed["close_reason"] == "SPLIT"
     assert await contract_balance(stack, closed["escrow"]["trustless_contract_id"]) == Decimal(0)
     await assert_books_balanced(stack)
+
+
+async def test_worker_killed_during_settlement_settles_once(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    from tests.api.test_order_durability import entries, kill_and_restart_worker, slow_tw
+
+    buyer, seller, order, dispute = await disputed_order(client, stack, full_key, "60.00")
+    await client.post(f"/disputes/{dispute['id']}/assign", json={"assigned_to": "agent-1"}, headers=full_key)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.sandbox_port}/_sandbox") as control:
+        await control.put("/faults", json=slow_tw(1500))
+        try:
+            settling = asyncio.create_task(
+                client.post(
+                    f"/disputes/{dispute['id']}/resolve",
+                    headers=full_key,
+                    json={"decision": "SPLIT", "release_amount": "45.00", "refund_amount": "15.00"},
+                )
+            )
+            await asyncio.sleep(0.6)
+            await kill_and_restart_worker(stack)
+            response = await settling
+            assert response.status_code in (200, 202), response.text
+        finally:
+            await control.delete("/faults")
+
+    async def closed() -> bool:
+        got = (await client.get(f"/orders/{order['id']}", headers=full_key)).json()
+        return bool(got["status"] == "CLOSED")
+
+    await assert_eventually(closed, timeout=40, message="the settlement did not finish after the restart")
+    assert await entries(stack, order["id"]) == {
+        "ORDER_RESERVE": 1,
+        "ESCROW_FUND": 1,
+        "ESCROW_RELEASE": 1,
+        "ESCROW_REFUND": 1,
+    }
+    assert (await balance_of(client, full_key, seller["id"]))["available"] == "45.00"
+    assert (await balance_of(client, full_key, buyer["id"]))["available"] == "15.00"
+    await assert_books_balanced(stack)
