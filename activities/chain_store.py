@@ -117,8 +117,8 @@ class PostgresChainStore:
             "response": redact(record.response),
             "updated_at": utcnow(),
         }
-        if record.status == "SUBMITTED":
-            values["submitted_at"] = utcnow()
+        if record.status != "SIGNED":
+            values["submitted_at"] = func.coalesce(col(ChainTransaction.submitted_at), utcnow())
         if record.status == "CONFIRMED":
             values["confirmed_at"] = utcnow()
         async with self.sessions() as session, session.begin():

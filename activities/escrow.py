@@ -34,13 +34,19 @@ class EscrowActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.escrow = TrustlessWorkEscrow(ctx.trustless, ctx.submitter, self._sealed, ctx.usdc_issuer)
+        self.platform: dict[str, WalletRef] = {}
+        self.keys: dict[str, SealedWallet] = {}
+        self.user_wallets: dict[str, WalletRef] = {}
 
     async def _sealed(self, ref: WalletRef) -> SealedWallet:
-        async with self.ctx.sessions() as session:
-            wallet = await session.get(Wallet, ref.wallet_id)
-        if wallet is None:
-            raise ProviderUnavailable(f"wallet {ref.wallet_id} not found", provider="stellar", operation="sign")
-        return sealed(wallet)
+        # ciphertexts only change by key rotation, after which workers are restarted
+        if ref.wallet_id not in self.keys:
+            async with self.ctx.sessions() as session:
+                wallet = await session.get(Wallet, ref.wallet_id)
+            if wallet is None:
+                raise ProviderUnavailable(f"wallet {ref.wallet_id} not found", provider="stellar", operation="sign")
+            self.keys[ref.wallet_id] = sealed(wallet)
+        return self.keys[ref.wallet_id]
 
     async def _parties(self, buyer_id: str, seller_id: str) -> EscrowParties:
         async with self.ctx.sessions() as session:
@@ -61,15 +67,26 @@ class EscrowActivities:
                     )
                 ).scalar_one_or_none()
 
-            treasury = ref(await platform_wallet(session, "TREASURY"), "TREASURY")
-            resolver = ref(await platform_wallet(session, "RESOLVER"), "RESOLVER")
+            async def user_ref(user_id: str) -> WalletRef:
+                if user_id not in self.user_wallets:  # a user's primary wallet is fixed once READY
+                    self.user_wallets[user_id] = ref(await user_wallet(user_id), user_id)
+                return self.user_wallets[user_id]
+
+            async def platform(purpose: str) -> WalletRef:
+                # platform wallets never change while a worker runs (key rotation keeps the address)
+                if purpose not in self.platform:
+                    self.platform[purpose] = ref(await platform_wallet(session, purpose), purpose)
+                return self.platform[purpose]
+
+            treasury = await platform("TREASURY")
+            resolver = await platform("RESOLVER")
             if self.ctx.settings.payment_provider == "airtm":
-                buyer = ref(await platform_wallet(session, "BUYER_AGENT"), "BUYER_AGENT")
-                seller = ref(await platform_wallet(session, "SELLER_AGENT"), "SELLER_AGENT")
+                buyer = await platform("BUYER_AGENT")
+                seller = await platform("SELLER_AGENT")
                 funder, receiver, buyer_payout = treasury, treasury, treasury
             else:
-                buyer = ref(await user_wallet(buyer_id), buyer_id)
-                seller = ref(await user_wallet(seller_id), seller_id)
+                buyer = await user_ref(buyer_id)
+                seller = await user_ref(seller_id)
                 funder, receiver, buyer_payout = buyer, seller, buyer
         return EscrowParties(
             approver=buyer,

@@ -8,6 +8,7 @@ so a retried activation never submits twice. Seeds never leave `KeyVault.sign`.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -209,17 +210,32 @@ class FeeFloat:
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
+        # wallet -> (spendable stroops last read, when): spares a Horizon read per signature
+        self.estimates: dict[str, tuple[int, float]] = {}
+
+    def forget(self, wallet_id: str) -> None:
+        """Drop the estimate (the network said the wallet could not pay a fee)."""
+        self.estimates.pop(wallet_id, None)
 
     async def __call__(self, wallet: SealedWallet) -> None:
         if wallet.owner == "platform:TREASURY":
+            return
+        floor = stellar_amount_to_stroops(_xlm(self.ctx.settings.stellar_wallet_fee_floor))
+        worst_fee = min(self.ctx.settings.stellar_max_fee_stroops, PER_SIGNATURE_ALLOWANCE)
+        now = time.monotonic()
+        known = self.estimates.get(wallet.wallet_id)
+        if known is not None and now - known[1] < ESTIMATE_SECONDS and known[0] - worst_fee >= floor:
+            self.estimates[wallet.wallet_id] = (known[0] - worst_fee, known[1])  # assume the dearest fee was paid
             return
         account = await self.ctx.horizon.account(wallet.public_key)
         if account is None:
             return  # not activated yet: activation funds it
         native = next((b["balance"] for b in account.get("balances", []) if b.get("asset_type") == "native"), "0")
         spendable = stellar_amount_to_stroops(str(native)) - (2 + int(account.get("subentry_count", 0))) * 5_000_000
-        if spendable >= stellar_amount_to_stroops(_xlm(self.ctx.settings.stellar_wallet_fee_floor)):
+        if spendable >= floor:
+            self.estimates[wallet.wallet_id] = (spendable, now)
             return
+        self.forget(wallet.wallet_id)
         async with self.ctx.sessions() as session:
             treasury = await platform_wallet(session, "TREASURY")
             done = await session.scalar(
@@ -245,6 +261,10 @@ class FeeFloat:
                 ),
             )
         )
+
+
+ESTIMATE_SECONDS = 30.0
+PER_SIGNATURE_ALLOWANCE = 1_000_000  # 0.1 XLM: ten times a Trustless Work call's fee on the sandbox
 
 
 def _xlm(amount: str) -> str:

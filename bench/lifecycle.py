@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -36,6 +37,7 @@ from models.orders_io import Caller, EscrowAction, OrderCreated, OrderInput, Ord
 CONCURRENCY = (1, 8, 32)
 REPEATS = 3
 PAIRS = 32
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 
 
 async def baseline(client: Client, queue: str) -> None:
@@ -90,6 +92,8 @@ async def main() -> None:
 
     # wallets are funded once at set-up; polling 64 idle wallets every second would only add noise
     stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    for extra in range(1, WORKERS):  # workers are stateless: more processes, more cores
+        stack.spawn(f"worker-{extra}", ["worker"])
     try:
         client = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
         counts = {c: 2 * c + 8 for c in CONCURRENCY}

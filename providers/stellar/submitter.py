@@ -201,8 +201,8 @@ class ChainSubmitter:
         return envelope
 
     async def _send(self, step: ChainStep, record: ChainRecord) -> ChainResult | None:
-        record.status = "SUBMITTED"
-        await self.store.update(record)
+        # The SIGNED row is committed; the outcome write below records the submission too
+        # (a row left SIGNED is resolved on Horizon exactly like a SUBMITTED one).
         try:
             if step.via == "trustless_work":
                 assert self.trustless is not None
@@ -210,7 +210,9 @@ class ChainSubmitter:
             else:
                 sent = await self.horizon.submit(record.envelope_xdr)
         except ProviderOutcomeUnknown:
-            raise  # stays SUBMITTED: the retry resolves it on Horizon first
+            record.status = "SUBMITTED"
+            await self.store.update(record)
+            raise  # the retry resolves it on Horizon first
         return await self._classify(record, sent)
 
     async def _classify(self, record: ChainRecord, sent: Submission | SendResult) -> ChainResult | None:
@@ -227,6 +229,9 @@ class ChainSubmitter:
             record.status = "DEAD"
             await self.store.update(record)
             if sent.tx_code == "tx_insufficient_balance":
+                forget = getattr(self.fee_float, "forget", None)
+                if forget is not None:
+                    forget(record.signer)
                 raise ProviderUnavailable(
                     f"{record.operation_key}: source cannot pay the fee",
                     provider="stellar",
