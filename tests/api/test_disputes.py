@@ -272,3 +272,25 @@ async def test_worker_killed_during_settlement_settles_once(
     assert (await balance_of(client, full_key, seller["id"]))["available"] == "45.00"
     assert (await balance_of(client, full_key, buyer["id"]))["available"] == "15.00"
     await assert_books_balanced(stack)
+
+
+async def test_full_release(client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]) -> None:
+    buyer, seller, order, dispute = await disputed_order(client, stack, full_key, "33.00")
+    await client.post(f"/disputes/{dispute['id']}/assign", json={"assigned_to": "agent-2"}, headers=full_key)
+    split_only = await client.post(
+        f"/disputes/{dispute['id']}/resolve",
+        headers=full_key,
+        json={"decision": "FULL_RELEASE", "release_amount": "33.00"},
+    )
+    assert_error(split_only, 400, "VALIDATION_ERROR")
+    resolved = await client.post(
+        f"/disputes/{dispute['id']}/resolve", json={"decision": "FULL_RELEASE"}, headers=full_key
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["release_amount"] == "33.00" and resolved.json()["refund_amount"] == "0.00"
+    closed = (await client.get(f"/orders/{order['id']}", headers=full_key)).json()
+    assert closed["close_reason"] == "RELEASED" and closed["escrow"]["status"] == "RELEASED"
+    assert (await balance_of(client, full_key, seller["id"]))["available"] == "33.00"
+    assert (await balance_of(client, full_key, buyer["id"]))["total"] == "0.00"
+    assert await contract_balance(stack, closed["escrow"]["trustless_contract_id"]) == 0
+    await assert_books_balanced(stack)
