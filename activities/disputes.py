@@ -174,13 +174,8 @@ class DisputeActivities:
                 "message": (req.error_message or "")[:500],
                 "occurred_at": iso(utcnow()),
             }
-            OrderBook(session, order, req.caller).audit(
-                "DISPUTE_SETTLEMENT_FAILED",
-                ("dispute", dispute.id),
-                None,
-                None,
-                result="FAILURE",
-                error={"code": req.error_code, "message": req.error_message},
+            OrderBook(session, order, req.caller).audit_failure(
+                "DISPUTE_SETTLEMENT_FAILED", ("dispute", dispute.id), req
             )
         return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW")
 
@@ -325,12 +320,10 @@ class DisputeActivities:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
             order, _ = await self.orders.load_locked(session, dispute.order_id)
-            OrderBook(session, order, req.caller).audit(
+            OrderBook(session, order, req.caller).audit_failure(
                 str((req.rejected or {}).get("action", "DISPUTE_SIGNAL")),
                 ("dispute", dispute.id),
-                None,
+                req,
                 {"payload": (req.rejected or {}).get("payload")},
-                result="FAILURE",
-                error={"code": req.error_code, "message": req.error_message},
             )
         return DisputeOutcome(dispute_id=req.dispute_id, status=dispute.status)

@@ -3,7 +3,7 @@ its ledger effect, events and audit entries. Short PostgreSQL steps, run as loca
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,16 @@ LIVE = col(Escrow.discarded_at).is_(None)
 
 def in_escrow(escrow: Escrow) -> int:
     return escrow.amount - escrow.released_amount - escrow.refunded_amount
+
+
+class StepFailure(Protocol):
+    """What a workflow reports about a step that failed for good."""
+
+    @property
+    def error_code(self) -> str | None: ...
+
+    @property
+    def error_message(self) -> str | None: ...
 
 
 class OrderBook:
@@ -87,6 +97,12 @@ class OrderBook:
                 correlation_id=self.order.id,
             )
         )
+
+    def audit_failure(
+        self, action: str, resource: tuple[str, str], failure: StepFailure, after: dict[str, Any] | None = None
+    ) -> None:
+        error = {"code": failure.error_code, "message": failure.error_message}
+        self.audit(action, resource, None, after, result="FAILURE", error=error)
 
     async def move(
         self,
@@ -482,14 +498,7 @@ class OrderActivities:
                 book.audit("ESCROW_DISCARDED", ("escrow", escrow.id), {"status": "CREATING"}, {"discarded": True})
             error = _last_error("create_escrow", req)
             await book.move("FUNDS_RESERVED", ("ESCROW_CREATING",), {"error": error}, values={"last_error": error})
-            book.audit(
-                "ESCROW_DEPLOY_FAILED",
-                ("order", order.id),
-                None,
-                None,
-                result="FAILURE",
-                error={"code": req.error_code, "message": req.error_message},
-            )
+            book.audit_failure("ESCROW_DEPLOY_FAILED", ("order", order.id), req)
         return OrderOutcome(order_id=order.id, status=order.status)
 
     @activity.defn(name="escrow_funding_started")
@@ -576,14 +585,7 @@ class OrderActivities:
             await book.escrow_move(escrow, "CREATED", ("FUNDING",))
             error = _last_error("fund_escrow", req)
             await session.execute(update(Order).where(col(Order.id) == order.id).values(last_error=error))
-            book.audit(
-                "ESCROW_FUNDING_FAILED",
-                ("order", order.id),
-                None,
-                None,
-                result="FAILURE",
-                error={"code": req.error_code, "message": req.error_message},
-            )
+            book.audit_failure("ESCROW_FUNDING_FAILED", ("order", order.id), req)
         return OrderOutcome(order_id=order.id, status=order.status)
 
     # release and refund ---------------------------------------------------------------------
@@ -621,13 +623,8 @@ class OrderActivities:
                 {"amount_in_escrow": format_cents(in_escrow(escrow)), "currency": "USD", "error": error},
                 values={"last_error": error},
             )
-            book.audit(
-                "RELEASE_FAILED" if operation == "release" else "REFUND_FAILED",
-                ("order", order.id),
-                None,
-                None,
-                result="FAILURE",
-                error={"code": req.error_code, "message": req.error_message},
+            book.audit_failure(
+                "RELEASE_FAILED" if operation == "release" else "REFUND_FAILED", ("order", order.id), req
             )
         return OrderOutcome(order_id=order.id, status=order.status)
 

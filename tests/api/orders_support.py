@@ -62,3 +62,18 @@ async def order_in(
     for step in steps:
         order = await act(client, headers, order["id"], step)
     return order
+
+
+async def funded_order(
+    client: httpx.AsyncClient,
+    stack: Stack,
+    headers: dict[str, str],
+    amount: str,
+    steps: list[str],
+    **fields: Any,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A buyer holding exactly `amount`, a seller with nothing, and their order taken through `steps`."""
+    buyer = await funded_user(client, stack, headers, amount)
+    seller = await funded_user(client, stack, headers, "0")
+    order = await order_in(client, headers, buyer["id"], seller["id"], amount, steps, **fields)
+    return buyer, seller, order

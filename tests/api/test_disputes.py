@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 
 from cli.stack import binary
-from tests.api.orders_support import act, contract_balance, funded_user, order_in
+from tests.api.orders_support import act, contract_balance, funded_order
 from tests.api.test_envelope import assert_error
 from tests.api.test_idempotency import pg_dsn
 from tests.api.test_users import balance_of
@@ -22,10 +22,8 @@ from tests.support import Stack, assert_books_balanced, assert_eventually, beare
 async def disputed_order(
     client: httpx.AsyncClient, stack: Stack, headers: dict[str, str], amount: str = "120.00", **fields: Any
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    buyer = await funded_user(client, stack, headers, amount)
-    seller = await funded_user(client, stack, headers, "0")
-    order = await order_in(
-        client, headers, buyer["id"], seller["id"], amount, ["reserve", "escrow", "escrow/fund"], **fields
+    buyer, seller, order = await funded_order(
+        client, stack, headers, amount, ["reserve", "escrow", "escrow/fund"], **fields
     )
     opened = await client.post(
         f"/orders/{order['id']}/resolution/dispute",
@@ -118,13 +116,10 @@ async def test_split_through_the_api(client: httpx.AsyncClient, stack: Stack, fu
 async def test_full_refund_after_a_paid_milestone(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
-    buyer = await funded_user(client, stack, full_key, "100.00")
-    seller = await funded_user(client, stack, full_key, "0")
-    order = await order_in(
+    buyer, seller, order = await funded_order(
         client,
+        stack,
         full_key,
-        buyer["id"],
-        seller["id"],
         "100.00",
         ["reserve", "escrow", "escrow/fund"],
         milestones=[

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import httpx
 
-from tests.api.orders_support import act, contract_balance, funded_user, order_in
+from tests.api.orders_support import act, contract_balance, funded_order, funded_user, order_in
 from tests.api.test_envelope import assert_error
 from tests.api.test_users import balance_of
 from tests.support import Stack, assert_books_balanced
@@ -81,13 +81,10 @@ async def test_single_release_lifecycle(client: httpx.AsyncClient, stack: Stack,
 async def test_two_milestones_release_step_by_step(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
-    buyer = await funded_user(client, stack, full_key, "120.00")
-    seller = await funded_user(client, stack, full_key, "0")
-    order = await order_in(
+    _, seller, order = await funded_order(
         client,
+        stack,
         full_key,
-        buyer["id"],
-        seller["id"],
         "120.00",
         ["reserve", "escrow", "escrow/fund"],
         milestones=[
