@@ -55,7 +55,9 @@ class WorkerContext:
             settings.database_url.get_secret_value(),
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_pool_size,
-            pool_pre_ping=True,
+            # no ping per checkout (three round trips): a dead connection fails the activity,
+            # the pool drops it and Temporal's retry gets a fresh one
+            pool_pre_ping=False,
         )
         vault = KeyVault.from_settings(
             settings.wallet_encryption_key.get_secret_value(),
