@@ -124,7 +124,11 @@ class ChainSubmitter:
                 and (latest.result_codes or {}).get("transaction") == "tx_insufficient_fee"
             ):
                 fee_multiplier = min(fee_multiplier * 2, 1 << 10)
-            if step.via == "trustless_work" and await self.store.dead_attempts(step.operation_key) > MAX_TW_REBUILDS:
+            if (
+                step.via == "trustless_work"
+                and latest is not None  # a first attempt has nothing dead behind it: spare the query
+                and await self.store.dead_attempts(step.operation_key) > MAX_TW_REBUILDS
+            ):
                 raise ChainTxFailed(
                     f"{step.operation_key}: rebuilt {MAX_TW_REBUILDS} times without landing",
                     provider="trustless_work",
