@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -147,11 +148,14 @@ class Stack:
     def log_text(self, name: str) -> str:
         return (self.root / "logs" / f"{name}.log").read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
         for process in reversed(self.processes):
             process.stop()
         for service in reversed(self.services):
             service.stop()
+        # ~120 MB per session; OFFERHUB_KEEP_TEST_DATA=1 keeps it (and its logs) for a post-mortem
+        if not keep_data and not os.environ.get("OFFERHUB_KEEP_TEST_DATA"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_stack(overrides: dict[str, str] | None = None) -> Stack:
@@ -159,7 +163,7 @@ def start_stack(overrides: dict[str, str] | None = None) -> Stack:
     try:
         stack.start(overrides or {})
     except BaseException:
-        stack.stop()
+        stack.stop(keep_data=True)  # its logs say why it did not start
         raise
     return stack
 
