@@ -8,7 +8,7 @@ from sqlmodel import col
 from temporalio import activity
 
 from activities.context import WorkerContext
-from activities.orders import OrderActivities, OrderBook, _effect, in_escrow
+from activities.orders import OrderActivities, OrderBook, in_escrow
 from activities.records import compare_and_set
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.ledger import EntryType
@@ -194,30 +194,22 @@ class DisputeActivities:
             book = OrderBook(session, order, caller)
             source = ("dispute", dispute.id)
             if req.release_amount:
-                await book.ledger(
-                    _effect(
-                        order,
-                        escrow,
-                        EntryType.ESCROW_RELEASE,
-                        f"dispute:{dispute.id}:release",
-                        order.seller_id,
-                        req.release_amount,
-                        caller,
-                        source=source,
-                    )
+                await book.escrow_payout(
+                    escrow,
+                    EntryType.ESCROW_RELEASE,
+                    f"dispute:{dispute.id}:release",
+                    order.seller_id,
+                    req.release_amount,
+                    source=source,
                 )
             if req.refund_amount:
-                await book.ledger(
-                    _effect(
-                        order,
-                        escrow,
-                        EntryType.ESCROW_REFUND,
-                        f"dispute:{dispute.id}:refund",
-                        order.buyer_id,
-                        req.refund_amount,
-                        caller,
-                        source=source,
-                    )
+                await book.escrow_payout(
+                    escrow,
+                    EntryType.ESCROW_REFUND,
+                    f"dispute:{dispute.id}:refund",
+                    order.buyer_id,
+                    req.refund_amount,
+                    source=source,
                 )
             await book.pay_out(escrow, released=req.release_amount, refunded=req.refund_amount)
             now = utcnow()

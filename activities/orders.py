@@ -220,6 +220,18 @@ class OrderBook:
     async def ledger(self, effect: LedgerEffect) -> None:
         await apply_effect(self.session, effect, actor=self.caller.actor)
 
+    async def escrow_payout(
+        self,
+        escrow: Escrow,
+        entry: EntryType,
+        key: str,
+        user_id: str,
+        amount: int,
+        source: tuple[str, str] | None = None,
+    ) -> None:
+        """The keyed ledger credit of money that left the escrow for `user_id`."""
+        await self.ledger(_effect(self.order, escrow, entry, key, user_id, amount, self.caller, source=source))
+
 
 def _effect(
     order: Order,
@@ -638,16 +650,8 @@ class OrderActivities:
             book = OrderBook(session, order, caller)
             paid = in_escrow(escrow)
             if escrow.type == "SINGLE_RELEASE" and paid > 0:
-                await book.ledger(
-                    _effect(
-                        order,
-                        escrow,
-                        EntryType.ESCROW_RELEASE,
-                        f"order:{order.id}:release",
-                        order.seller_id,
-                        paid,
-                        caller,
-                    )
+                await book.escrow_payout(
+                    escrow, EntryType.ESCROW_RELEASE, f"order:{order.id}:release", order.seller_id, paid
                 )
                 await book.pay_out(escrow, released=paid)
             await self.close_settled(book, escrow, "RELEASED", paid, req.reason or "RELEASED", tx_hash=req.tx_hash)
@@ -662,16 +666,8 @@ class OrderActivities:
             book = OrderBook(session, order, caller)
             returned = in_escrow(escrow)
             if returned > 0:
-                await book.ledger(
-                    _effect(
-                        order,
-                        escrow,
-                        EntryType.ESCROW_REFUND,
-                        f"order:{order.id}:refund",
-                        order.buyer_id,
-                        returned,
-                        caller,
-                    )
+                await book.escrow_payout(
+                    escrow, EntryType.ESCROW_REFUND, f"order:{order.id}:refund", order.buyer_id, returned
                 )
                 await book.pay_out(escrow, refunded=returned)
             await book.cancel_milestones(escrow, "refunded")
@@ -788,17 +784,13 @@ class OrderActivities:
                 values={"released_at": now, "release_tx_hash": req.tx_hash},
             ):
                 milestone.status = "RELEASED"
-                await book.ledger(
-                    _effect(
-                        order,
-                        escrow,
-                        EntryType.ESCROW_RELEASE,
-                        f"milestone:{milestone.id}:release",
-                        order.seller_id,
-                        milestone.amount,
-                        caller,
-                        source=("milestone", milestone.id),
-                    )
+                await book.escrow_payout(
+                    escrow,
+                    EntryType.ESCROW_RELEASE,
+                    f"milestone:{milestone.id}:release",
+                    order.seller_id,
+                    milestone.amount,
+                    source=("milestone", milestone.id),
                 )
                 await book.pay_out(escrow, released=milestone.amount)
                 book.milestone_event(

@@ -131,21 +131,33 @@ class TrustlessWorkEscrow:
             )
         return self._done(req, result, result.contract_id)
 
+    async def _on_contract(
+        self,
+        req: EscrowCall,
+        purpose: str,
+        signer: WalletRef,
+        path: str,
+        body: dict[str, Any],
+        payouts: list[EscrowPayout] | None = None,
+    ) -> EscrowStep:
+        result = await self._step(purpose, req.operation_key, ("escrow", req.contract_id), signer, path, body)
+        return self._done(req, result, req.contract_id, payouts)
+
+    @staticmethod
+    def _per_type(req: EscrowCall, body: dict[str, Any], single_path: str, multi_path: str) -> str:
+        """The endpoint for the escrow's type; a multi-release call also names its milestone."""
+        if req.escrow_type == "single-release":
+            return single_path
+        body["milestoneIndex"] = str(req.milestone_index or 0)
+        return multi_path
+
     async def fund(self, req: EscrowFund) -> EscrowStep:
         body = {
             "contractId": req.contract_id,
             "amount": cents_to_json_number(req.amount_cents),
             "signer": req.funder.public_key,
         }
-        result = await self._step(
-            "ESCROW_FUND",
-            req.operation_key,
-            ("escrow", req.contract_id),
-            req.funder,
-            f"/escrow/{req.escrow_type}/fund-escrow",
-            body,
-        )
-        return self._done(req, result, req.contract_id)
+        return await self._on_contract(req, "ESCROW_FUND", req.funder, f"/escrow/{req.escrow_type}/fund-escrow", body)
 
     async def mark_milestone(self, req: MilestoneMark) -> EscrowStep:
         body = {
@@ -155,15 +167,8 @@ class TrustlessWorkEscrow:
             "newEvidence": req.evidence[:EVIDENCE_MAX],
             "serviceProvider": req.service_provider.public_key,
         }
-        result = await self._step(
-            "MILESTONE_STATUS",
-            req.operation_key,
-            ("escrow", req.contract_id),
-            req.service_provider,
-            f"/escrow/{req.escrow_type}/change-milestone-status",
-            body,
-        )
-        return self._done(req, result, req.contract_id)
+        path = f"/escrow/{req.escrow_type}/change-milestone-status"
+        return await self._on_contract(req, "MILESTONE_STATUS", req.service_provider, path, body)
 
     async def approve_milestone(self, req: MilestoneApprove) -> EscrowStep:
         body = {
@@ -171,63 +176,41 @@ class TrustlessWorkEscrow:
             "milestoneIndex": str(req.milestone_index or 0),
             "approver": req.approver.public_key,
         }
-        result = await self._step(
-            "MILESTONE_APPROVE",
-            req.operation_key,
-            ("escrow", req.contract_id),
-            req.approver,
-            f"/escrow/{req.escrow_type}/approve-milestone",
-            body,
-        )
-        return self._done(req, result, req.contract_id)
+        path = f"/escrow/{req.escrow_type}/approve-milestone"
+        return await self._on_contract(req, "MILESTONE_APPROVE", req.approver, path, body)
 
     async def release(self, req: EscrowRelease) -> EscrowStep:
         body: dict[str, Any] = {"contractId": req.contract_id, "releaseSigner": req.release_signer.public_key}
-        if req.escrow_type == "single-release":
-            path = "/escrow/single-release/release-funds"
-        else:
-            path = "/escrow/multi-release/release-milestone-funds"
-            body["milestoneIndex"] = str(req.milestone_index or 0)
-        result = await self._step(
-            "ESCROW_RELEASE", req.operation_key, ("escrow", req.contract_id), req.release_signer, path, body
+        path = self._per_type(
+            req, body, "/escrow/single-release/release-funds", "/escrow/multi-release/release-milestone-funds"
         )
-        return self._done(req, result, req.contract_id)
+        return await self._on_contract(req, "ESCROW_RELEASE", req.release_signer, path, body)
 
     async def dispute(self, req: EscrowDispute) -> EscrowStep:
         body: dict[str, Any] = {"contractId": req.contract_id, "signer": req.disputer.public_key}
-        if req.escrow_type == "single-release":
-            path = "/escrow/single-release/dispute-escrow"
-        else:
-            path = "/escrow/multi-release/dispute-milestone"
-            body["milestoneIndex"] = str(req.milestone_index or 0)
-        result = await self._step(
-            "ESCROW_DISPUTE", req.operation_key, ("escrow", req.contract_id), req.disputer, path, body
+        path = self._per_type(
+            req, body, "/escrow/single-release/dispute-escrow", "/escrow/multi-release/dispute-milestone"
         )
-        return self._done(req, result, req.contract_id)
+        return await self._on_contract(req, "ESCROW_DISPUTE", req.disputer, path, body)
 
     async def resolve(self, req: EscrowResolve) -> EscrowStep:
         merged: dict[str, int] = {}
         for entry in req.distributions:  # same-address entries are merged; the contract refuses zeros
             merged[entry.address] = merged.get(entry.address, 0) + entry.amount_cents
+        paid = {address: cents for address, cents in merged.items() if cents > 0}
         body: dict[str, Any] = {
             "contractId": req.contract_id,
             "disputeResolver": req.resolver.public_key,
-            "distributions": [{"address": a, "amount": cents_to_json_number(c)} for a, c in merged.items() if c > 0],
+            "distributions": [{"address": a, "amount": cents_to_json_number(c)} for a, c in paid.items()],
         }
-        if req.escrow_type == "single-release":
-            path = "/escrow/single-release/resolve-dispute"
-        else:
-            path = "/escrow/multi-release/resolve-milestone-dispute"
-            body["milestoneIndex"] = str(req.milestone_index or 0)
-        result = await self._step(
-            "ESCROW_RESOLVE", req.operation_key, ("escrow", req.contract_id), req.resolver, path, body
+        path = self._per_type(
+            req, body, "/escrow/single-release/resolve-dispute", "/escrow/multi-release/resolve-milestone-dispute"
         )
         payouts = [
             EscrowPayout(address=a, gross_stroops=cents_to_stroops(c), net_stroops=cents_to_stroops(c))
-            for a, c in merged.items()
-            if c > 0
+            for a, c in paid.items()
         ]
-        return self._done(req, result, req.contract_id, payouts)
+        return await self._on_contract(req, "ESCROW_RESOLVE", req.resolver, path, body, payouts)
 
     async def read(self, contract_id: str, escrow_type: EscrowType, signer: str) -> EscrowSnapshot:
         raw = await self.client.get_escrow(escrow_type, contract_id, signer)
