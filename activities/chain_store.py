@@ -9,18 +9,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from models.audit import audit_entry
 from models.redaction import redact
-from models.tables import ChainTransaction
+from models.tables import AuditLog, ChainTransaction
 from models.timefmt import utcnow
 from providers.stellar.submitter import ChainRecord
 
 
-def _record(row: ChainTransaction) -> ChainRecord:
+def _record(row: Any) -> ChainRecord:
+    """A ChainRecord from a `chain_transactions` row (ORM object or Core row)."""
     return ChainRecord(
         operation_key=row.operation_key,
         attempt=row.attempt,
@@ -45,25 +46,26 @@ def _record(row: ChainTransaction) -> ChainRecord:
 class PostgresChainStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # one-statement reads, writes and lock calls need no BEGIN/COMMIT round trips around them
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # waiters queue here first, so a busy account holds one pooled connection, not one per waiter
         self.local_locks: dict[str, asyncio.Lock] = {}
 
     async def latest(self, operation_key: str) -> ChainRecord | None:
-        async with self.sessions() as session:
+        async with self.autocommit.connect() as conn:
             row = (
-                await session.execute(
+                await conn.execute(
                     select(ChainTransaction)
                     .where(col(ChainTransaction.operation_key) == operation_key)
                     .order_by(col(ChainTransaction.attempt).desc())
                     .limit(1)
                 )
-            ).scalar_one_or_none()
+            ).first()
         return _record(row) if row is not None else None
 
     async def dead_attempts(self, operation_key: str) -> int:
-        async with self.sessions() as session:
-            count = await session.scalar(
+        async with self.autocommit.connect() as conn:
+            count = await conn.scalar(
                 select(func.count())
                 .select_from(ChainTransaction)
                 .where(col(ChainTransaction.operation_key) == operation_key, col(ChainTransaction.status) == "DEAD")
@@ -71,42 +73,39 @@ class PostgresChainStore:
         return int(count or 0)
 
     async def insert(self, record: ChainRecord) -> None:
-        """The signed attempt, and an audit entry per wallet whose secret signed it."""
-        async with self.sessions() as session, session.begin():
-            for wallet_id in [record.signer, *record.cosigners]:
-                session.add(
-                    audit_entry(
-                        action="WALLET_SECRET_USED",
-                        resource_type="wallet",
-                        resource_id=wallet_id,
-                        actor=("system", record.operation_key),
-                        correlation_id=record.resource_id,
-                        after={
-                            "purpose": record.purpose,
-                            "tx_hash": record.tx_hash,
-                            "operation_key": record.operation_key,
-                        },
-                    )
-                )
-            session.add(
-                ChainTransaction(
-                    operation_key=record.operation_key,
-                    attempt=record.attempt,
-                    purpose=record.purpose,
-                    resource_type=record.resource_type,
-                    resource_id=record.resource_id,
-                    via=record.via,
-                    source_account=record.source_account,
-                    sequence=record.sequence,
-                    signer=record.signer,
-                    tx_hash=record.tx_hash,
-                    envelope_xdr=record.envelope_xdr,
-                    max_time=record.max_time,
-                    status=record.status,
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
+        """The signed attempt, and an audit entry per wallet whose secret signed it: one
+        statement (the audit rows in a data-modifying CTE), so both commit or neither."""
+        used = [
+            audit_entry(
+                action="WALLET_SECRET_USED",
+                resource_type="wallet",
+                resource_id=wallet_id,
+                actor=("system", record.operation_key),
+                correlation_id=record.resource_id,
+                after={"purpose": record.purpose, "tx_hash": record.tx_hash, "operation_key": record.operation_key},
+            ).model_dump()
+            for wallet_id in [record.signer, *record.cosigners]
+        ]
+        now = utcnow()
+        attempt = insert(ChainTransaction).values(
+            operation_key=record.operation_key,
+            attempt=record.attempt,
+            purpose=record.purpose,
+            resource_type=record.resource_type,
+            resource_id=record.resource_id,
+            via=record.via,
+            source_account=record.source_account,
+            sequence=record.sequence,
+            signer=record.signer,
+            tx_hash=record.tx_hash,
+            envelope_xdr=record.envelope_xdr,
+            max_time=record.max_time,
+            status=record.status,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.autocommit.connect() as conn:
+            await conn.execute(attempt.add_cte(insert(AuditLog).values(used).cte("secret_use")))
 
     async def update(self, record: ChainRecord) -> None:
         values: dict[str, Any] = {
@@ -121,8 +120,8 @@ class PostgresChainStore:
             values["submitted_at"] = func.coalesce(col(ChainTransaction.submitted_at), utcnow())
         if record.status == "CONFIRMED":
             values["confirmed_at"] = utcnow()
-        async with self.sessions() as session, session.begin():
-            await session.execute(
+        async with self.autocommit.connect() as conn:
+            await conn.execute(
                 update(ChainTransaction)
                 .where(
                     col(ChainTransaction.operation_key) == record.operation_key,
@@ -144,7 +143,7 @@ class PostgresChainStore:
 
     @asynccontextmanager
     async def _advisory(self, keys: list[str]) -> AsyncIterator[None]:
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             for account in keys:
                 await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:a, 0))"), {"a": account})
             try:
@@ -152,4 +151,3 @@ class PostgresChainStore:
             finally:
                 for account in reversed(keys):
                     await conn.execute(text("SELECT pg_advisory_unlock(hashtextextended(:a, 0))"), {"a": account})
-                await conn.commit()

@@ -91,7 +91,9 @@ class WorkerContext:
         built = cls(
             settings,
             engine,
-            async_sessionmaker(engine, expire_on_commit=False),
+            # no autoflush: events and audit entries go out as one INSERT per table at commit,
+            # not one per statement that follows them (steps flush explicitly where they need to)
+            async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
             vault,
             horizon,
             trustless,
@@ -138,9 +140,11 @@ HEARTBEAT_SECONDS = 3.0
 
 
 async def _heartbeat() -> None:
+    # the first beat after HEARTBEAT_SECONDS: the heartbeat timeout counts from the start, and
+    # a step that ends sooner (most do) costs the server no heartbeat at all
     while True:
-        activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_SECONDS)
+        activity.heartbeat()
 
 
 def _seconds(value: Any) -> Any:

@@ -120,7 +120,7 @@ class DisputeActivities:
     async def assigned(self, req: DisputeStep) -> DisputeOutcome:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            order = await self.orders.lock_order(session, dispute.order_id)
             now = utcnow()
             if await compare_and_set(
                 session,
@@ -165,7 +165,7 @@ class DisputeActivities:
     async def decision_failed(self, req: DisputeStep) -> DisputeOutcome:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            order = await self.orders.lock_order(session, dispute.order_id)
             dispute.resolution_decision = dispute.decision_note = dispute.resolved_by = None
             dispute.release_amount = dispute.refund_amount = None
             order.last_error = {
@@ -268,7 +268,7 @@ class DisputeActivities:
         data = req.comment
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            order = await self.orders.lock_order(session, dispute.order_id)
             if await session.get(DisputeComment, data.comment_id) is None:
                 now = utcnow()
                 session.add(
@@ -311,7 +311,7 @@ class DisputeActivities:
         """An operator Signal the workflow refused: audited as FAILURE, nothing else changes."""
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order, _ = await self.orders.load_locked(session, dispute.order_id)
+            order = await self.orders.lock_order(session, dispute.order_id)
             OrderBook(session, order, req.caller).audit_failure(
                 str((req.rejected or {}).get("action", "DISPUTE_SIGNAL")),
                 ("dispute", dispute.id),

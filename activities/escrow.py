@@ -152,10 +152,13 @@ class EscrowActivities:
     @provider_errors
     async def call(self, req: EscrowCallInput) -> ChainDone:
         """complete / approve / release / dispute / resolve, on the escrow or one milestone."""
-        async with self.ctx.sessions() as session:
-            order = await session.get(Order, req.order_id)
-        assert order is not None
-        parties = await self._parties(order.buyer_id, order.seller_id)
+        buyer_id, seller_id = req.buyer_id, req.seller_id
+        if buyer_id is None or seller_id is None:  # an input recorded before it named the parties
+            async with self.ctx.sessions() as session:
+                order = await session.get(Order, req.order_id)
+            assert order is not None
+            buyer_id, seller_id = order.buyer_id, order.seller_id
+        parties = await self._parties(buyer_id, seller_id)
         scope = f"milestone:{req.milestone_id}" if req.milestone_id else f"escrow:{req.escrow_id}"
         common = {
             "contract_id": req.contract_id,

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -22,11 +23,6 @@ from models.money import format_cents
 from models.tables import LedgerEntry
 
 log = logging.getLogger("offerhub.ledger")
-MAX_TWIN_RETRIES = 5
-
-
-class _Shortfall(Exception):
-    """The conditional balance update matched no row (leaves the savepoint)."""
 
 
 @dataclass(frozen=True)
@@ -43,67 +39,78 @@ def business_error(code: ErrorCode, message: str, **details: object) -> Applicat
 
 
 async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tuple[str, str | None]) -> LedgerResult:
-    """Apply `effect` exactly once in the open transaction of `session`."""
-    for _ in range(MAX_TWIN_RETRIES):
-        existing = await _existing(session, effect)
-        if existing is not None:
-            return existing
-        delta_available, delta_reserved = effect.deltas()
-        try:
-            async with session.begin_nested():
-                row = (
-                    await session.execute(
-                        text(
-                            "UPDATE balances SET available = available + :da, reserved = reserved + :dr, "
-                            "updated_at = now() WHERE user_id = :u AND currency = 'USD' "
-                            "AND available + :da >= 0 AND reserved + :dr >= 0 RETURNING available, reserved"
-                        ),
-                        {"da": delta_available, "dr": delta_reserved, "u": effect.user_id},
-                    )
-                ).first()
-                if row is None:
-                    raise _Shortfall
-                entry = LedgerEntry(
-                    idempotency_key=effect.idempotency_key,
-                    exclusive_key=effect.exclusive_key,
-                    entry_type=effect.entry_type.value,
-                    user_id=effect.user_id,
-                    currency="USD",
-                    amount=effect.amount,
-                    delta_available=delta_available,
-                    delta_reserved=delta_reserved,
-                    available_after=row.available,
-                    reserved_after=row.reserved,
-                    counter_account=effect.counter_account,
-                    source_type=effect.source_type,
-                    source_id=effect.source_id,
-                    order_id=effect.order_id,
-                    escrow_id=effect.escrow_id,
-                    workflow_id=effect.workflow_id,
-                    request_id=effect.request_id,
-                )
-                session.add(entry)
-                await session.flush()
-        except _Shortfall:
-            # the update may have waited on a twin of this effect, which has now committed
-            twin = await _existing(session, effect)
-            if twin is not None:
-                return twin
-            raise await _cannot_apply(session, effect) from None
-        except IntegrityError as exc:
-            if "uq_ledger_entries_exclusive_key" in str(exc.orig):
-                raise business_error(
-                    ErrorCode.LEDGER_KEY_CONFLICT,
-                    f"{effect.exclusive_key} is already taken by another effect",
-                    idempotency_key=effect.idempotency_key,
-                ) from None
-            if "uq_ledger_entries_idempotency_key" not in str(exc.orig):
-                raise
-            continue  # a concurrent twin committed first: read its result
-        _record(session, effect, row.available, row.reserved, actor)
-        assert entry.id is not None
-        return LedgerResult(entry.id, True, row.available, row.reserved)
-    raise business_error(ErrorCode.LEDGER_KEY_CONFLICT, f"{effect.idempotency_key}: could not settle a concurrent twin")
+    """Apply `effect` exactly once in the open transaction of `session`.
+
+    Two statements on the first application: the conditional balance update (its row lock
+    serialises every effect on this balance until commit), then the keyed entry. A retry, or a
+    twin that committed first, finds the key taken: the update is undone in this same
+    transaction and the recorded result is returned. A failure here fails the whole step, so
+    nothing is ever half-applied."""
+    delta_available, delta_reserved = effect.deltas()
+    balance = await _move_balance(session, effect.user_id, delta_available, delta_reserved)
+    if balance is None:
+        # short, or short because this effect was applied already (a retry after its commit)
+        twin = await _existing(session, effect)
+        if twin is not None:
+            return twin
+        raise await _cannot_apply(session, effect)
+    available, reserved = balance
+    try:
+        entry_id = await session.scalar(
+            pg_insert(LedgerEntry)
+            .values(
+                idempotency_key=effect.idempotency_key,
+                exclusive_key=effect.exclusive_key,
+                entry_type=effect.entry_type.value,
+                user_id=effect.user_id,
+                currency="USD",
+                amount=effect.amount,
+                delta_available=delta_available,
+                delta_reserved=delta_reserved,
+                available_after=available,
+                reserved_after=reserved,
+                counter_account=effect.counter_account,
+                source_type=effect.source_type,
+                source_id=effect.source_id,
+                order_id=effect.order_id,
+                escrow_id=effect.escrow_id,
+                workflow_id=effect.workflow_id,
+                request_id=effect.request_id,
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(col(LedgerEntry.id))
+        )
+    except IntegrityError as exc:
+        if "uq_ledger_entries_exclusive_key" in str(exc.orig):
+            raise business_error(
+                ErrorCode.LEDGER_KEY_CONFLICT,
+                f"{effect.exclusive_key} is already taken by another effect",
+                idempotency_key=effect.idempotency_key,
+            ) from None
+        raise
+    if entry_id is None:  # applied before: take this update back, answer with the recorded result
+        await _move_balance(session, effect.user_id, -delta_available, -delta_reserved)
+        twin = await _existing(session, effect)
+        if twin is None:  # DO NOTHING only yields to a committed row: never expected, so retry the step
+            raise ApplicationError(f"{effect.idempotency_key}: key taken but its entry is not visible")
+        return twin
+    _record(session, effect, available, reserved, actor)
+    return LedgerResult(int(entry_id), True, available, reserved)
+
+
+async def _move_balance(session: AsyncSession, user_id: str, available: int, reserved: int) -> tuple[int, int] | None:
+    """Add the deltas unless a side would go negative; the balance after, or None."""
+    row = (
+        await session.execute(
+            text(
+                "UPDATE balances SET available = available + :da, reserved = reserved + :dr, "
+                "updated_at = now() WHERE user_id = :u AND currency = 'USD' "
+                "AND available + :da >= 0 AND reserved + :dr >= 0 RETURNING available, reserved"
+            ),
+            {"da": available, "dr": reserved, "u": user_id},
+        )
+    ).first()
+    return (row.available, row.reserved) if row is not None else None
 
 
 async def _existing(session: AsyncSession, effect: LedgerEffect) -> LedgerResult | None:

@@ -266,9 +266,14 @@ class OrderActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
-    async def load_locked(self, session: AsyncSession, order_id: str) -> tuple[Order, Escrow | None]:
+    async def lock_order(self, session: AsyncSession, order_id: str) -> Order:
+        """The order row, locked for this transaction (steps that do not touch the escrow)."""
         order = await session.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None, order_id
+        return order
+
+    async def load_locked(self, session: AsyncSession, order_id: str) -> tuple[Order, Escrow | None]:
+        order = await self.lock_order(session, order_id)
         escrow = (
             await session.execute(select(Escrow).where(col(Escrow.order_id) == order_id, LIVE).with_for_update())
         ).scalar_one_or_none()
@@ -340,7 +345,7 @@ class OrderActivities:
     @activity.defn(name="order_reserve")
     async def reserve(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, _ = await self.load_locked(session, req.order_id)
+            order = await self.lock_order(session, req.order_id)
             book = OrderBook(session, order, req.caller)
             if await book.move(
                 "FUNDS_RESERVED",
@@ -361,7 +366,7 @@ class OrderActivities:
     @activity.defn(name="order_cancel")
     async def cancel(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
-            order, _ = await self.load_locked(session, req.order_id)
+            order = await self.lock_order(session, req.order_id)
             if order.status == "CLOSED":
                 return OrderOutcome(order_id=order.id, status=order.status)
             previous = order.status
@@ -476,7 +481,7 @@ class OrderActivities:
                     select(Escrow).where(col(Escrow.id) == req.operation_key.split(":")[1]).with_for_update()
                 )
             ).scalar_one()
-            order, _ = await self.load_locked(session, escrow.order_id)
+            order = await self.lock_order(session, escrow.order_id)
             book = OrderBook(session, order, Caller(actor_id=order.id))
             await book.escrow_move(
                 escrow,
@@ -540,7 +545,7 @@ class OrderActivities:
                     select(Escrow).where(col(Escrow.id) == req.operation_key.split(":")[1]).with_for_update()
                 )
             ).scalar_one()
-            order, _ = await self.load_locked(session, escrow.order_id)
+            order = await self.lock_order(session, escrow.order_id)
             caller = Caller(actor_id=order.id)
             book = OrderBook(session, order, caller)
             now = utcnow()

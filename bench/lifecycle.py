@@ -25,19 +25,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+import uvloop
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from bench import cpu
 from bench.baseline import BaselineWorkflow, noop
 from models.ids import IdPrefix, new_id
+from models.money import format_cents
 from models.orders_io import Caller, EscrowAction, OrderCreated, OrderInput, OrderOutcome, Reserve, Settle
+from models.search import attributes
 
-CONCURRENCY = (1, 8, 32)
-REPEATS = 3
+# BENCH_CONCURRENCY / BENCH_REPEATS narrow a run while investigating; `make bench` uses the defaults
+CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").split(","))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 PAIRS = 32
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 
 
 async def baseline(client: Client, queue: str) -> None:
@@ -56,7 +61,14 @@ async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> None
     caller = Caller(actor_type="system", actor_id="bench")
     order = OrderInput(id=order_id, buyer_id=buyer, seller_id=seller, title="bench", amount=100)
     start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
-        "OrderWorkflow", order, id=order_id, task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+        "OrderWorkflow",
+        order,
+        id=order_id,
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # as POST /orders starts it
+        search_attributes=attributes("order", "ORDER_CREATED", [buyer, seller], order.amount),
+        static_summary=f"Order {order_id}: {format_cents(order.amount)} USD {buyer} -> {seller}",
     )
     await client.execute_update_with_start_workflow(
         "created", OrderCreated(caller=caller), start_workflow_operation=start, result_type=OrderOutcome
@@ -72,7 +84,10 @@ async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> None
     assert outcome.status == "CLOSED", outcome
 
 
-async def rate(run_one: Callable[[], Awaitable[None]], concurrency: int, count: int) -> float:
+async def rate(
+    run_one: Callable[[], Awaitable[None]], concurrency: int, count: int, cpu_used: dict[str, float]
+) -> float:
+    """Items per second; adds the CPU seconds each role spent meanwhile to `cpu_used`."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
@@ -82,9 +97,13 @@ async def rate(run_one: Callable[[], Awaitable[None]], concurrency: int, count: 
             queue.get_nowait()
             await run_one()
 
+    before = cpu.snapshot()
     started = time.perf_counter()
     await asyncio.gather(*[runner() for _ in range(concurrency)])
-    return count / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    for role, seconds in cpu.spent(before, cpu.snapshot()).items():
+        cpu_used[role] = cpu_used.get(role, 0.0) + seconds
+    return count / elapsed
 
 
 async def main() -> None:
@@ -121,20 +140,31 @@ async def main() -> None:
         queue = f"bench-baseline-{uuid.uuid4().hex[:6]}"
         async with Worker(client, task_queue=queue, workflows=[BaselineWorkflow], activities=[noop]):
             print(f"{'concurrency':>11} {'lifecycles/s':>13} {'baseline/s':>11} {'ratio':>6}")
+            cpu_real: dict[str, float] = {}
+            cpu_base: dict[str, float] = {}
             for concurrency in CONCURRENCY:
                 real, base = [], []
                 for _ in range(REPEATS):
                     real.append(
                         await rate(
-                            lambda: lifecycle(client, stack.task_queue, *next(users)), concurrency, counts[concurrency]
+                            lambda: lifecycle(client, stack.task_queue, *next(users)),
+                            concurrency,
+                            counts[concurrency],
+                            cpu_real,
                         )
                     )
-                    base.append(await rate(lambda: baseline(client, queue), concurrency, counts[concurrency]))
+                    base.append(await rate(lambda: baseline(client, queue), concurrency, counts[concurrency], cpu_base))
                 r, b = statistics.median(real), statistics.median(base)
                 print(f"{concurrency:>11} {r:>13.2f} {b:>11.2f} {r / b:>6.2f}", flush=True)
+            total = REPEATS * sum(counts[c] for c in CONCURRENCY)
+            print(f"\nCPU ms per item, all runs ({total} of each; the baseline worker runs in the bench process):")
+            print(f"{'role':>11} {'lifecycle':>10} {'baseline':>9}")
+            for role in sorted(set(cpu_real) | set(cpu_base)):
+                real_ms, base_ms = (1000 * used.get(role, 0) / total for used in (cpu_real, cpu_base))
+                print(f"{role:>11} {real_ms:>10.1f} {base_ms:>9.1f}")
     finally:
         await asyncio.to_thread(stack.stop)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the event loop the worker runs on, so the baseline's worker gets it too

@@ -164,6 +164,9 @@ class EmbeddedRedis:
         stop_process(self.process)
 
 
+PORT_ATTEMPTS = 3
+
+
 @dataclass
 class EmbeddedTemporal:
     data_dir: Path
@@ -171,9 +174,27 @@ class EmbeddedTemporal:
     ui_port: int | None  # None = headless (tests)
     namespace: str = "default"
     process: subprocess.Popen[bytes] | None = None
+    # ports picked at random (tests): another process may take one between the pick and the
+    # server's bind, so a start that fails on a taken port is tried again with new ones
+    retry_ports: bool = False
 
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        attempts = PORT_ATTEMPTS if self.retry_ports else 1
+        for attempt in range(attempts):
+            if attempt:
+                self.port = free_port()
+            self.process = spawn(self._args(), log=self.data_dir / "temporal.log")
+            try:
+                wait_for_port(self.port, timeout=60, process=self.process, name="temporal server")
+                break
+            except RuntimeError:
+                log = (self.data_dir / "temporal.log").read_text(errors="replace")
+                if "address already in use" not in log or attempt == attempts - 1:
+                    raise
+        return f"{LOOPBACK}:{self.port}"
+
+    def _args(self) -> list[str]:
         args = [
             binary("temporal"),
             "server",
@@ -196,9 +217,7 @@ class EmbeddedTemporal:
         args += ["--headless"] if self.ui_port is None else ["--ui-port", str(self.ui_port), "--ui-ip", LOOPBACK]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
-        self.process = spawn(args, log=self.data_dir / "temporal.log")
-        wait_for_port(self.port, timeout=60, process=self.process, name="temporal server")
-        return f"{LOOPBACK}:{self.port}"
+        return args
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -153,3 +153,6 @@ class EscrowCallInput(BaseModel):
     to_seller: int = 0  # resolve distributions, cents
     to_buyer: int = 0
     disputer: str = "buyer"  # buyer | seller
+    # the order's parties, so the step need not read the order (absent in inputs recorded earlier)
+    buyer_id: str | None = None
+    seller_id: str | None = None

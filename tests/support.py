@@ -93,7 +93,7 @@ class Stack:
         self.services.append(pg)
         redis = EmbeddedRedis(self.root / "redis", free_port())
         self.services.append(redis)
-        temporal = EmbeddedTemporal(self.root / "temporal", free_port(), ui_port=None)
+        temporal = EmbeddedTemporal(self.root / "temporal", free_port(), ui_port=None, retry_ports=True)
         self.services.append(temporal)
         database_url = pg.start()
         redis_url = redis.start()

@@ -62,5 +62,7 @@ async def provider_step(name: str, arg: Any, result_type: type[T]) -> T:
 
 
 def set_status(status: str, details: str | Callable[[], str]) -> None:
-    workflow.upsert_search_attributes([STATUS.value_set(status)])
+    """Upsert OfferhubStatus (unless it already says so, e.g. the status a workflow started with)."""
+    if workflow.info().typed_search_attributes.get(STATUS) != status:
+        workflow.upsert_search_attributes([STATUS.value_set(status)])
     workflow.set_current_details(details if isinstance(details, str) else details())

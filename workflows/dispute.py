@@ -175,6 +175,8 @@ class DisputeWorkflow:
             "contract_id": plan.contract_id,
             "escrow_type": plan.escrow_type,
             "disputer": "buyer" if self.dispute.opened_by == "BUYER" else "seller",
+            "buyer_id": self.dispute.buyer_id,
+            "seller_id": self.dispute.seller_id,
         }
         if plan.escrow_type == "single-release":
             await provider_step("escrow_call", EscrowCallInput(kind="dispute", **call), ChainDone)

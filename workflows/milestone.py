@@ -59,6 +59,8 @@ class MilestoneWorkflow:
             milestone_id=m.id,
             milestone_index=m.position,
             note=note,
+            buyer_id=self.inputs.buyer_id,
+            seller_id=self.inputs.seller_id,
         )
 
     def _step(self, req: MilestoneAction, **kw: object) -> MilestoneStep:

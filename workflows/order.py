@@ -311,14 +311,20 @@ class OrderWorkflow:
                 )
             )
 
-    async def _pay_seller(self, plan: EscrowPlan, caller: Caller) -> str | None:
+    def _escrow_call(self, plan: EscrowPlan) -> dict[str, Any]:
+        """What every escrow_call of this order names: the order, its escrow and its parties."""
         assert plan.contract_id is not None
-        call = {
+        return {
             "order_id": self.order.id,
             "escrow_id": plan.escrow_id,
             "contract_id": plan.contract_id,
             "escrow_type": plan.escrow_type,
+            "buyer_id": self.order.buyer_id,
+            "seller_id": self.order.seller_id,
         }
+
+    async def _pay_seller(self, plan: EscrowPlan, caller: Caller) -> str | None:
+        call = self._escrow_call(plan)
         if not self.order.milestones:
             for kind in ("complete", "approve", "release"):
                 done = await provider_step(
@@ -358,13 +364,7 @@ class OrderWorkflow:
             )
             self._moved("REFUND_REQUESTED")
             await self._notify_milestones("REFUND_REQUESTED")
-            assert plan.contract_id is not None
-            call = {
-                "order_id": self.order.id,
-                "escrow_id": plan.escrow_id,
-                "contract_id": plan.contract_id,
-                "escrow_type": plan.escrow_type,
-            }
+            call = self._escrow_call(plan)
             tx_hash = None
             try:
                 if not self.order.milestones:
