@@ -36,6 +36,9 @@ def svix_signature(secret: str, message_id: str, timestamp: int, body: bytes) ->
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
+MIN_IDLE_SECONDS, MAX_IDLE_SECONDS = 0.05, 0.5  # settings and faults changed by the control API apply within this
+
+
 class Outbox:
     def __init__(self, world: World) -> None:
         self.world = world
@@ -122,7 +125,14 @@ class Outbox:
                         await self._attempt(client, webhook)
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=0.05)
+                    # asleep until the next attempt is due or a new webhook arrives, not polling
+                    await asyncio.wait_for(self.wake.wait(), timeout=self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        pending = [w.next_attempt_at for w in self.world.state.webhooks if w.status == "PENDING"]
+        if not pending:
+            return MAX_IDLE_SECONDS
+        return min(MAX_IDLE_SECONDS, max(MIN_IDLE_SECONDS, min(pending) - time.monotonic()))
 
     async def _attempt(self, client: httpx.AsyncClient, webhook: Webhook) -> None:
         settings = self.settings
