@@ -8,7 +8,7 @@ default restrictions, which refuse clocks, randomness and I/O in workflow code."
 from __future__ import annotations
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -42,12 +42,17 @@ async def test_recorded_histories_replay_in_the_default_sandbox(
         await act(client, full_key, staged["id"], f"milestones/{ref}/approve")
 
     temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
-    ours = f"WorkflowId IN ('{single['id']}', '{staged['id']}') AND ExecutionStatus = 'Completed'"
+    statuses: dict[str, object] = {}
 
     async def both_closed() -> bool:
-        return (await temporal.count_workflows(ours)).count == 2
+        for order_id in (single["id"], staged["id"]):
+            statuses[order_id] = (await temporal.get_workflow_handle(order_id).describe()).status
+        return all(status == WorkflowExecutionStatus.COMPLETED for status in statuses.values())
 
-    await assert_eventually(both_closed, timeout=30, message="the orders did not close")
+    try:
+        await assert_eventually(both_closed, timeout=30)
+    except AssertionError:
+        raise AssertionError(f"the order workflows did not complete: {statuses}") from None
     kinds = {execution.workflow_type async for execution in temporal.list_workflows(COMPLETED, limit=MAX_HISTORIES)}
     assert {"OrderWorkflow", "MilestoneWorkflow"} <= kinds
 
