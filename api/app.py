@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import ApiJSONResponse, handle_http_exception, handle_offerhub_error, handle_validation_error
 from api.middleware import RequestContextMiddleware
 from api.policy import API_PREFIX, Access, RoutePolicy
-from api.routers import admin, auth, disputes, health, instance, orders, users
+from api.routers import admin, auth, disputes, health, instance, orders, topups, users
 from api.services import Services
 from models.errors import OfferhubError
 from settings import VERSION, Settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         auth.router,
         admin.router,
         users.router,
+        topups.router,
         orders.router,
         disputes.router,
     ):

@@ -66,3 +66,8 @@ def time_range(after: str | None, before: str | None) -> tuple[datetime | None, 
             {"fields": [{"field": "created_after", "message": "after created_before"}]},
         )
     return start, end
+
+
+def field_error(field: str, message: str) -> OfferhubError:
+    """400 VALIDATION_ERROR about one field (a query parameter or a rule beyond the schema)."""
+    return OfferhubError(ErrorCode.VALIDATION_ERROR, message, {"fields": [{"field": field, "message": message}]})

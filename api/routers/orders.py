@@ -18,7 +18,7 @@ from api.pagination import CursorQuery, LimitQuery, envelope, fetch_page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
 from api.repositories import orders as repo
 from api.repositories.users import not_found as user_not_found
-from api.schemas import ExternalId, Metadata, time_range
+from api.schemas import ExternalId, Metadata, field_error, time_range
 from api.services import Services
 from api.workflow_calls import WorkflowGone, caller_of, failure, run_update, update_id
 from models.audit import audit_entry
@@ -92,19 +92,15 @@ class NoteBody(BaseModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
-def _field_error(field: str, message: str) -> OfferhubError:
-    return OfferhubError(ErrorCode.VALIDATION_ERROR, message, {"fields": [{"field": field, "message": message}]})
-
-
 async def _validate(services: Services, body: OrderCreate) -> None:
     settings = services.settings
     if body.buyer_id == body.seller_id:
-        raise _field_error("seller_id", "buyer and seller must be different users")
+        raise field_error("seller_id", "buyer and seller must be different users")
     refs = [m.milestone_ref for m in body.milestones]
     if len(set(refs)) != len(refs):
-        raise _field_error("milestones", "milestone_ref values must be unique in the order")
+        raise field_error("milestones", "milestone_ref values must be unique in the order")
     if len(body.milestones) > settings.max_milestones_per_order:
-        raise _field_error("milestones", f"at most {settings.max_milestones_per_order} milestones")
+        raise field_error("milestones", f"at most {settings.max_milestones_per_order} milestones")
     amount = body.amount
     if not settings.order_min_amount <= amount <= settings.order_max_amount:
         raise OfferhubError(
@@ -226,7 +222,7 @@ async def list_orders(
 ) -> dict[str, Any]:
     for name, value in (("buyer_id", buyer_id), ("seller_id", seller_id), ("user_id", user_id)):
         if value is not None and not is_id(value, IdPrefix.USER):
-            raise _field_error(name, "must be a usr_ ID")
+            raise field_error(name, "must be a usr_ ID")
     after, before = time_range(created_after, created_before)
     query = repo.list_query(
         status=status.value if status else None,
