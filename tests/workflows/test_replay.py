@@ -1,35 +1,45 @@
-"""Recorded histories replay under the full workflow sandbox.
+"""Workflow histories replay under the full workflow sandbox (architecture.md, Temporal conventions).
 
-The worker passes our `workflows` package through the sandbox (imported once, not per run);
-this test keeps the sandbox's guarantees: every history the session's worker recorded
-(including orders driven here, single-release and milestone) replays deterministically with the
-default restrictions, which refuse clocks, randomness and I/O in workflow code."""
+Two sources: the histories in `tests/histories/` recorded by an earlier version of the code
+(a change that would break a running workflow fails here: it needs `workflow.patched`), and
+every history this test session recorded. The worker passes our `workflows` package through
+the sandbox (imported once, not per run); replaying with the default restrictions keeps the
+sandbox's checks on clocks, randomness and I/O in workflow code.
+
+Re-record `tests/histories/` with `OFFERHUB_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py`.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import httpx
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.api.orders_support import act, funded_order
+from tests.api.test_disputes import disputed_order
 from tests.support import Stack, assert_eventually
 from worker import WORKFLOWS
 
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 ESCROW_STEPS = ["reserve", "escrow", "escrow/fund"]
 COMPLETED = "ExecutionStatus = 'Completed'"
 MAX_HISTORIES = 300  # bounds the test when it runs after the whole suite
 
 
-async def test_recorded_histories_replay_in_the_default_sandbox(
-    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
-) -> None:
-    _, _, single = await funded_order(client, stack, full_key, "12.00", ESCROW_STEPS)
-    await act(client, full_key, single["id"], "resolution/release", {"reason": "delivered"})
+async def drive_scenarios(client: httpx.AsyncClient, stack: Stack, headers: dict[str, str]) -> dict[str, str]:
+    """A released order, a two-milestone order, a split dispute: scenario -> workflow ID."""
+    buyer, _, single = await funded_order(client, stack, headers, "12.00", ESCROW_STEPS)
+    await act(client, headers, single["id"], "resolution/release", {"reason": "delivered"})
     _, _, staged = await funded_order(
         client,
         stack,
-        full_key,
+        headers,
         "20.00",
         ESCROW_STEPS,
         milestones=[
@@ -38,25 +48,78 @@ async def test_recorded_histories_replay_in_the_default_sandbox(
         ],
     )
     for ref in ("draft", "final"):
-        await act(client, full_key, staged["id"], f"milestones/{ref}/complete", {"note": "done"})
-        await act(client, full_key, staged["id"], f"milestones/{ref}/approve")
+        await act(client, headers, staged["id"], f"milestones/{ref}/complete", {"note": "done"})
+        await act(client, headers, staged["id"], f"milestones/{ref}/approve")
+    _, _, disputed, dispute = await disputed_order(client, stack, headers, "30.00")
+    for action, body in (
+        ("assign", {"assigned_to": "agent-01"}),
+        ("resolve", {"decision": "SPLIT", "release_amount": "10.00", "refund_amount": "20.00"}),
+    ):
+        decided = await client.post(f"/disputes/{dispute['id']}/{action}", json=body, headers=headers)
+        assert decided.status_code == 200, decided.text
+    milestones = (await client.get(f"/orders/{staged['id']}/milestones", headers=headers)).json()["data"]
+    topups = (await client.get("/topups", params={"user_id": buyer["id"]}, headers=headers)).json()["data"]
+    return {
+        "order-single-release": single["id"],
+        "order-milestones": staged["id"],
+        "milestone-draft": milestones[0]["id"],
+        "order-disputed": disputed["id"],
+        "dispute-split": dispute["id"],
+        "wallet-setup": buyer["wallet"]["id"],
+        "topup-crypto": topups[0]["id"],
+    }
 
+
+async def test_this_sessions_histories_replay_in_the_default_sandbox(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    scenarios = await drive_scenarios(client, stack, full_key)
     temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
-    statuses: dict[str, object] = {}
+    statuses: dict[str, Any] = {}
 
-    async def both_closed() -> bool:
-        for order_id in (single["id"], staged["id"]):
-            statuses[order_id] = (await temporal.get_workflow_handle(order_id).describe()).status
+    async def all_completed() -> bool:
+        for workflow_id in scenarios.values():
+            statuses[workflow_id] = (await temporal.get_workflow_handle(workflow_id).describe()).status
         return all(status == WorkflowExecutionStatus.COMPLETED for status in statuses.values())
 
     try:
-        await assert_eventually(both_closed, timeout=30)
+        await assert_eventually(all_completed, timeout=30)
     except AssertionError:
-        raise AssertionError(f"the order workflows did not complete: {statuses}") from None
-    kinds = {execution.workflow_type async for execution in temporal.list_workflows(COMPLETED, limit=MAX_HISTORIES)}
-    assert {"OrderWorkflow", "MilestoneWorkflow"} <= kinds
+        raise AssertionError(f"the scenario workflows did not complete: {statuses}") from None
+    if os.environ.get("OFFERHUB_RECORD_HISTORIES"):
+        await _record(temporal, scenarios)
 
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)  # the default sandbox
     histories = temporal.list_workflows(COMPLETED, limit=MAX_HISTORIES).map_histories()
     results = await replayer.replay_workflows(histories, raise_on_replay_failure=False)
     assert {run_id: str(failure) for run_id, failure in results.replay_failures.items()} == {}
+
+
+async def test_recorded_histories_replay_against_the_current_code() -> None:
+    files = sorted(HISTORIES.glob("*.json"))
+    recorded = [json.loads(path.read_text()) for path in files]
+    assert {"OrderWorkflow", "MilestoneWorkflow", "DisputeWorkflow"} <= {r["workflow_type"] for r in recorded}
+
+    async def histories() -> Any:
+        for entry in recorded:
+            yield WorkflowHistory.from_json(entry["workflow_id"], entry["history"])
+
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
+    assert {run_id: str(failure) for run_id, failure in results.replay_failures.items()} == {}
+
+
+async def _record(temporal: Client, scenarios: dict[str, str]) -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    for old in HISTORIES.glob("*.json"):
+        old.unlink()
+    for scenario, workflow_id in scenarios.items():
+        handle = temporal.get_workflow_handle(workflow_id)
+        description = await handle.describe()
+        history = await handle.fetch_history()
+        entry = {
+            "workflow_id": workflow_id,
+            "workflow_type": description.workflow_type,
+            "history": json.loads(history.to_json()),
+        }
+        (HISTORIES / f"{scenario}.json").write_text(json.dumps(entry, indent=1) + "\n")
