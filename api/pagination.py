@@ -1,4 +1,5 @@
-"""Cursor pagination shared by every list: newest first, `(created_at, id)` keyset."""
+"""Cursor pagination shared by every list: newest first, `(created_at, id)` keyset (audit
+entries: `(occurred_at, id)`)."""
 
 from __future__ import annotations
 
@@ -53,22 +54,21 @@ async def fetch_page(
     limit: int,
     cursor: str | None,
     cursor_valid: Callable[[str], bool],
+    newest: str = "created_at",
 ) -> tuple[list[Any], bool]:
-    """One page of `query`, newest first, after the `cursor` item; and whether more follow."""
+    """One page of `query`, newest first by the `newest` column then `id`, after the `cursor`
+    item; and whether more follow."""
     check_limit(limit)
+    moment = getattr(model, newest)
     if cursor is not None:
         if not cursor_valid(cursor):
             raise bad_cursor()
-        anchor = (await session.execute(select(model.created_at, model.id).where(model.id == cursor))).first()
+        anchor = (await session.execute(select(moment, model.id).where(model.id == cursor))).first()
         if anchor is None:
             raise bad_cursor()
-        query = query.where(
-            or_(model.created_at < anchor.created_at, and_(model.created_at == anchor.created_at, model.id < anchor.id))
-        )
+        query = query.where(or_(moment < anchor[0], and_(moment == anchor[0], model.id < anchor[1])))
     rows: Sequence[Any] = (
-        (await session.execute(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
-        .scalars()
-        .all()
+        (await session.execute(query.order_by(moment.desc(), model.id.desc()).limit(limit + 1))).scalars().all()
     )
     return list(rows[:limit]), len(rows) > limit
 

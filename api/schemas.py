@@ -57,13 +57,16 @@ def query_time(name: str, value: str | None) -> datetime | None:
         ) from None
 
 
-def time_range(after: str | None, before: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = query_time("created_after", after), query_time("created_before", before)
+def time_range(
+    after: str | None, before: str | None, names: tuple[str, str] = ("created_after", "created_before")
+) -> tuple[datetime | None, datetime | None]:
+    first, last = names
+    start, end = query_time(first, after), query_time(last, before)
     if start is not None and end is not None and start > end:
         raise OfferhubError(
             ErrorCode.VALIDATION_ERROR,
-            "created_after is later than created_before",
-            {"fields": [{"field": "created_after", "message": "after created_before"}]},
+            f"{first} is later than {last}",
+            {"fields": [{"field": first, "message": f"after {last}"}]},
         )
     return start, end
 
