@@ -683,6 +683,11 @@ class OrderActivities:
         self, book: OrderBook, escrow: Escrow, settled: str, amount: int, close_reason: str, *, tx_hash: str | None
     ) -> None:
         order = book.order
+        if order.status == "CLOSED":
+            # this step ran and committed before, but its workflow task was lost (e.g. refused
+            # as UnhandledCommand when a child completed meanwhile): a local activity can run
+            # again, and finding its work done is success, not a conflict
+            return
         now = utcnow()
         side = {"amount": format_cents(amount), "currency": "USD", "released_amount": None, "refunded_amount": None}
         totals = {
