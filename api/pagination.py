@@ -3,7 +3,8 @@ entries: `(occurred_at, id)`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from fastapi import Query
@@ -86,9 +87,33 @@ async def page(
     cursor: str | None,
     cursor_valid: Callable[[str], bool],
     render: Callable[[Any], T],
+    newest: str = "created_at",
 ) -> dict[str, Any]:
-    rows, has_more = await fetch_page(session, model, query, limit=limit, cursor=cursor, cursor_valid=cursor_valid)
+    rows, has_more = await fetch_page(
+        session, model, query, limit=limit, cursor=cursor, cursor_valid=cursor_valid, newest=newest
+    )
     return envelope([render(row) for row in rows], rows, has_more)
 
 
-__all__ = ["Page", "Pagination", "check_limit", "envelope", "fetch_page", "page"]
+def narrowed(
+    model: Any,
+    equal: Iterable[tuple[Any, Any]],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    moment: str = "created_at",
+) -> Select[Any]:
+    """`select(model)` keeping rows whose columns equal the values given (None: no filter)
+    and whose `moment` lies in [since, until)."""
+    query = select(model)
+    for column, value in equal:
+        if value is not None:
+            query = query.where(column == value)
+    stamp = getattr(model, moment)
+    if since is not None:
+        query = query.where(stamp >= since)
+    if until is not None:
+        query = query.where(stamp < until)
+    return query
+
+
+__all__ = ["Page", "Pagination", "check_limit", "envelope", "fetch_page", "narrowed", "page"]

@@ -6,10 +6,8 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
-from sqlmodel import col
 
-from api.pagination import CursorQuery, LimitQuery, envelope, fetch_page
+from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, GuardedRoute, ServicesDep, policy
 from api.schemas import field_error, time_range
 from models.ids import IdPrefix, is_id
@@ -71,30 +69,29 @@ async def list_audit_logs(
     if user_id is not None and not is_id(user_id, IdPrefix.USER):
         raise field_error("user_id", "must be a usr_ ID")
     start, end = time_range(from_, to, names=("from", "to"))
-    query = select(AuditLog)
-    for column, value in (
-        (AuditLog.resource_type, resource_type),
-        (AuditLog.resource_id, resource_id),
-        (AuditLog.action, action),
-        (AuditLog.user_id, user_id),
-        (AuditLog.actor_type, actor_type),
-        (AuditLog.request_id, request_id),
-    ):
-        if value is not None:
-            query = query.where(col(column) == value)
-    if start is not None:
-        query = query.where(col(AuditLog.occurred_at) >= start)
-    if end is not None:
+    query = narrowed(
+        AuditLog,
+        [
+            (AuditLog.resource_type, resource_type),
+            (AuditLog.resource_id, resource_id),
+            (AuditLog.action, action),
+            (AuditLog.user_id, user_id),
+            (AuditLog.actor_type, actor_type),
+            (AuditLog.request_id, request_id),
+        ],
+        start,
         # inclusive at the millisecond the API shows: `to` copied from an entry keeps that entry
-        query = query.where(col(AuditLog.occurred_at) < end + SHOWN_PRECISION)
+        end + SHOWN_PRECISION if end is not None else None,
+        moment="occurred_at",
+    )
     async with services.sessions() as session:
-        rows, has_more = await fetch_page(
+        return await page(
             session,
             AuditLog,
             query,
             limit=limit,
             cursor=cursor,
             cursor_valid=lambda c: is_id(c, IdPrefix.AUDIT),
+            render=audit_view,
             newest="occurred_at",
         )
-    return envelope([audit_view(r) for r in rows], rows, has_more)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from api.errors import ApiJSONResponse
-from api.pagination import CursorQuery, LimitQuery, envelope, fetch_page
+from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
 from api.repositories import orders as order_repo
 from api.schemas import time_range
@@ -170,25 +170,28 @@ async def list_disputes(
             {"fields": [{"field": "order_id", "message": "wrong prefix"}]},
         )
     after, before = time_range(created_after, created_before)
-    query = select(Dispute)
-    for column, value in (
-        (Dispute.order_id, order_id),
-        (Dispute.status, status),
-        (Dispute.opened_by, opened_by),
-        (Dispute.reason, reason),
-        (Dispute.assigned_to, assigned_to),
-    ):
-        if value is not None:
-            query = query.where(col(column) == value)
-    if after is not None:
-        query = query.where(col(Dispute.created_at) >= after)
-    if before is not None:
-        query = query.where(col(Dispute.created_at) < before)
+    query = narrowed(
+        Dispute,
+        [
+            (Dispute.order_id, order_id),
+            (Dispute.status, status),
+            (Dispute.opened_by, opened_by),
+            (Dispute.reason, reason),
+            (Dispute.assigned_to, assigned_to),
+        ],
+        after,
+        before,
+    )
     async with services.sessions() as session:
-        rows, has_more = await fetch_page(
-            session, Dispute, query, limit=limit, cursor=cursor, cursor_valid=lambda c: is_id(c, IdPrefix.DISPUTE)
+        return await page(
+            session,
+            Dispute,
+            query,
+            limit=limit,
+            cursor=cursor,
+            cursor_valid=lambda c: is_id(c, IdPrefix.DISPUTE),
+            render=dispute_view,
         )
-    return envelope([dispute_view(r) for r in rows], rows, has_more)
 
 
 @router.get("/disputes/{dispute_id}", operation_id="disputes-get", summary="Get a dispute")
@@ -296,12 +299,12 @@ async def list_comments(
     if credential is None or "support" not in credential.scopes:
         query = query.where(col(DisputeComment.visibility) == "PUBLIC")
     async with services.sessions() as session:
-        rows, has_more = await fetch_page(
+        return await page(
             session,
             DisputeComment,
             query,
             limit=limit,
             cursor=cursor,
             cursor_valid=lambda c: is_id(c, IdPrefix.COMMENT),
+            render=comment_view,
         )
-    return envelope([comment_view(r) for r in rows], rows, has_more)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
-from sqlmodel import col
 
-from api.pagination import CursorQuery, LimitQuery, envelope, fetch_page
+from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, GuardedRoute, ServicesDep, policy
 from api.schemas import field_error, time_range
 from models.errors import ErrorCode, OfferhubError
@@ -63,23 +61,22 @@ async def list_topups(
     if user_id is not None and not is_id(user_id, IdPrefix.USER):
         raise field_error("user_id", "must be a usr_ ID")
     after, before = time_range(created_after, created_before)
-    query = select(Topup)
-    for column, value in (
-        (Topup.user_id, user_id),
-        (Topup.status, status.value if status else None),
-        (Topup.provider, provider),
-    ):
-        if value is not None:
-            query = query.where(col(column) == value)
-    if after is not None:
-        query = query.where(col(Topup.created_at) >= after)
-    if before is not None:
-        query = query.where(col(Topup.created_at) < before)
+    query = narrowed(
+        Topup,
+        [(Topup.user_id, user_id), (Topup.status, status.value if status else None), (Topup.provider, provider)],
+        after,
+        before,
+    )
     async with services.sessions() as session:
-        rows, has_more = await fetch_page(
-            session, Topup, query, limit=limit, cursor=cursor, cursor_valid=lambda c: is_id(c, IdPrefix.TOPUP)
+        return await page(
+            session,
+            Topup,
+            query,
+            limit=limit,
+            cursor=cursor,
+            cursor_valid=lambda c: is_id(c, IdPrefix.TOPUP),
+            render=topup_view,
         )
-    return envelope([topup_view(r) for r in rows], rows, has_more)
 
 
 @router.get("/topups/{topup_id}", operation_id="topups-get", summary="Get a top-up")
