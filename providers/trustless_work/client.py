@@ -3,6 +3,7 @@ envelopes; `send_transaction` submits the signed ones; reads return escrows."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,13 +13,15 @@ from providers.errors import (
     ProviderNotFound,
     ProviderOutcomeUnknown,
     ProviderRejected,
+    ProviderTimeout,
     ProviderUnavailable,
     UnexpectedProviderData,
 )
 from providers.http import ProviderHttp, TokenBucket, json_body
 
 PROVIDER = "trustless_work"
-BUILD_TIMEOUT = 30.0
+BUILD_TIMEOUT = 30.0  # providers.md §1.8
+MAX_BUILD_TIMEOUT = 120.0
 # Older deployments report contract rules as HTTP 500 with one of these messages.
 RULE_MESSAGES = (
     "The escrow must be completed to release earnings",
@@ -54,6 +57,7 @@ class TrustlessWorkClient:
         submit_timeout: float = 60.0,
         rate_per_minute: int = 45,
         transport: httpx.AsyncBaseTransport | None = None,
+        build_timeout: float = BUILD_TIMEOUT,
     ) -> None:
         self.http = ProviderHttp(
             PROVIDER,
@@ -64,15 +68,34 @@ class TrustlessWorkClient:
             transport=transport,
         )
         self.submit_timeout = submit_timeout
+        # A build has no effect at the provider, so waiting longer is always safe: after a build
+        # timed out, the next ones wait twice as long (up to MAX_BUILD_TIMEOUT), and back to the
+        # base once a build answers within half of it. A provider that is slow but working is
+        # waited for instead of being timed out forever.
+        self.base_build_timeout = build_timeout
+        self.build_timeout = build_timeout
 
     async def close(self) -> None:
         await self.http.close()
 
     async def build(self, path: str, body: dict[str, Any], *, operation: str) -> str:
         """POST a build call; the unsigned transaction (base64 XDR) it answers."""
-        response = await self.http.request(
-            "POST", path, operation=operation, has_effect=False, json=body, check_5xx=False
-        )
+        started = time.monotonic()
+        try:
+            response = await self.http.request(
+                "POST",
+                path,
+                operation=operation,
+                has_effect=False,
+                json=body,
+                check_5xx=False,
+                timeout=self.build_timeout,
+            )
+        except ProviderTimeout:
+            self.build_timeout = min(self.build_timeout * 2, max(MAX_BUILD_TIMEOUT, self.base_build_timeout))
+            raise
+        if time.monotonic() - started < self.base_build_timeout / 2:
+            self.build_timeout = self.base_build_timeout
         data = self._parse(response, operation)
         if response.status_code in (200, 201) and isinstance(data, dict) and data.get("unsignedTransaction"):
             return str(data["unsignedTransaction"])

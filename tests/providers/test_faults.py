@@ -6,11 +6,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from models.escrow_io import EscrowDeploy, EscrowFund, EscrowRelease, MilestoneApprove, MilestoneMark
 from models.ids import IdPrefix, new_id
 from providers.airtm.client import AirtmClient, payin_body
+from providers.errors import ProviderTimeout
 from tests.providers.chain import Chain, retrying
 from tests.providers.test_escrow_flows import users
 
@@ -218,3 +220,57 @@ async def test_airtm_creates_and_commits_once_under_faults(chain: Chain) -> None
     log = (await chain.control.get("/faults/log", params={"limit": 1000})).json()
     assert {e["rule_id"] for e in log if e["effect_applied"]} >= {"payin-drop", "payout-drop", "commit-drop"}
     assert (await chain.invariants())["ok"]
+
+
+async def test_a_build_slower_than_its_timeout_is_waited_for_on_the_retry(chain: Chain) -> None:
+    """Sustained latency above the build timeout (the 40 s of a slow provider, scaled down):
+    the retry waits twice as long and gets through; a fast build brings the timeout back."""
+    treasury, resolver, buyer, seller = await users(chain)
+    await chain.faucet(buyer, "5.00")
+    tw = chain.trustless
+    tw.base_build_timeout = tw.build_timeout = 1.0
+    esc = new_id(IdPrefix.ESCROW)
+    deploy = EscrowDeploy(
+        operation_key=f"escrow:{esc}:deploy",
+        order_id=new_id(IdPrefix.ORDER),
+        title="Slow",
+        description="-",
+        escrow_type="single-release",
+        amount_cents=500,
+        parties=chain.parties(buyer=buyer, seller=seller, treasury=treasury, resolver=resolver),
+    )
+    contract = (await chain.escrow.deploy(deploy)).contract_id
+    slow = {
+        "id": "slow-fund-build",
+        "target": "tw",
+        "method": "POST",
+        "path": "/escrow/single-release/fund-escrow",
+        "action": "latency_only",
+        "latency_ms": 1500,
+    }
+    assert (await chain.control.put("/faults", json={"rules": [slow]})).status_code == 200
+    fund = EscrowFund(
+        operation_key=f"escrow:{esc}:fund",
+        contract_id=contract,
+        escrow_type="single-release",
+        amount_cents=500,
+        funder=chain.ref(buyer),
+    )
+    try:
+        with pytest.raises(ProviderTimeout):
+            await chain.escrow.fund(fund)
+        assert tw.build_timeout == 2.0
+        assert (await chain.escrow.fund(fund)).contract_id == contract
+        await chain.control.delete("/faults")
+        mark = MilestoneMark(
+            operation_key=f"escrow:{esc}:complete",
+            contract_id=contract,
+            escrow_type="single-release",
+            milestone_index=0,
+            service_provider=chain.ref(seller),
+        )
+        await chain.escrow.mark_milestone(mark)
+        assert tw.build_timeout == 1.0
+    finally:
+        await chain.control.delete("/faults")
+        tw.base_build_timeout = tw.build_timeout = 30.0
