@@ -22,6 +22,7 @@ from activities.context import WorkerContext
 from activities.deposits import DepositActivities
 from activities.disputes import DisputeActivities
 from activities.escrow import EscrowActivities
+from activities.event_sequencer import run_sequencer
 from activities.orders import OrderActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
@@ -157,10 +158,12 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         async with worker:
             log.info("worker polling task queue %s", settings.temporal_task_queue)
             preparing = asyncio.create_task(prepare_until_done(ctx, client))
+            sequencing = asyncio.create_task(run_sequencer(ctx.engine))
             try:
                 await (stop.wait() if stop is not None else asyncio.Event().wait())
             finally:
                 preparing.cancel()
+                sequencing.cancel()
     finally:
         await ctx.close()
 

@@ -32,6 +32,7 @@ from models.tables import Escrow, Milestone, Order, Wallet
 from models.timefmt import iso, utcnow
 
 LIVE = col(Escrow.discarded_at).is_(None)
+ESCROW_EVENT = {"FUNDING": "escrow.funding_started"}  # domain.md §4.4: the one not named after its state
 
 
 def in_escrow(escrow: Escrow) -> int:
@@ -148,7 +149,7 @@ class OrderBook:
             setattr(escrow, key, value)
         if event is not None:
             self.event(
-                f"escrow.{target.lower()}",
+                ESCROW_EVENT.get(target, f"escrow.{target.lower()}"),
                 ("escrow", escrow.id),
                 {"escrow_id": escrow.id, "order_id": self.order.id, "status": target, **event},
             )

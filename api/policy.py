@@ -55,6 +55,7 @@ class RoutePolicy:
     secret_fields: tuple[str, ...] = ()  # blanked in the stored response (shown once)
     maintenance_exempt: bool = False
     mode: str | None = None  # PAYMENT_PROVIDER the endpoint needs (else 409 PROVIDER_NOT_ENABLED)
+    query_token: bool = False  # a token may come as `?access_token=` (EventSource cannot set headers)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,8 +70,9 @@ def policy(
     secret_fields: tuple[str, ...] = (),
     maintenance_exempt: bool = False,
     mode: str | None = None,
+    query_token: bool = False,
 ) -> Callable[[F], F]:
-    rule = RoutePolicy(access, scope, retention, creates, secret_fields, maintenance_exempt, mode)
+    rule = RoutePolicy(access, scope, retention, creates, secret_fields, maintenance_exempt, mode, query_token)
 
     def attach(endpoint: F) -> F:
         endpoint.__offerhub_policy__ = rule  # type: ignore[attr-defined]
@@ -122,7 +124,11 @@ ServicesDep = Annotated[Services, Depends(_services)]
 async def authenticate(rule: RoutePolicy, request: Request, services: Services) -> Credential | None:
     if rule.access is Access.PUBLIC:
         return None
-    credential = await auth.resolve(services, auth.bearer_secret(request.headers.get("authorization")))
+    header = request.headers.get("authorization")
+    in_query = request.query_params.get("access_token") if rule.query_token and not header else None
+    credential = await auth.resolve(services, in_query if in_query else auth.bearer_secret(header))
+    if in_query and credential.type != "token":  # a URL ends up in logs: never an API key there
+        raise OfferhubError(ErrorCode.INVALID_API_KEY, "access_token takes a token from POST /auth/token")
     master_only = rule.access is Access.MASTER
     if credential.is_master and rule.access not in (Access.MASTER, Access.MASTER_OR_KEY):
         raise OfferhubError(ErrorCode.INVALID_API_KEY, "The master key is accepted only on /auth and /admin")
