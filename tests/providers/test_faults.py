@@ -81,22 +81,27 @@ async def confirmed_rows(chain: Chain, prefix: str) -> dict[str, int]:
         return {key: int(count) for key, count in rows.all()}
 
 
+def single_release(chain: Chain, amount_cents: int, **roles: Any) -> tuple[str, EscrowDeploy]:
+    """A new escrow ID and the deploy request of a single-release escrow between `roles`."""
+    esc = new_id(IdPrefix.ESCROW)
+    deploy = EscrowDeploy(
+        operation_key=f"escrow:{esc}:deploy",
+        order_id=new_id(IdPrefix.ORDER),
+        title="Under faults",
+        description="-",
+        escrow_type="single-release",
+        amount_cents=amount_cents,
+        parties=chain.parties(**roles),
+    )
+    return esc, deploy
+
+
 async def test_escrow_lifecycle_applies_each_step_once_under_faults(chain: Chain) -> None:
     treasury, resolver, buyer, seller = await users(chain)
     await chain.faucet(buyer, "120.00")
     configured = await chain.control.put("/faults", json=FAULTS)
     assert configured.status_code == 200, configured.text
-    esc = new_id(IdPrefix.ESCROW)
-    parties = chain.parties(buyer=buyer, seller=seller, treasury=treasury, resolver=resolver)
-    deploy = EscrowDeploy(
-        operation_key=f"escrow:{esc}:deploy",
-        order_id=new_id(IdPrefix.ORDER),
-        title="Faulty",
-        description="-",
-        escrow_type="single-release",
-        amount_cents=12000,
-        parties=parties,
-    )
+    esc, deploy = single_release(chain, 12000, buyer=buyer, seller=seller, treasury=treasury, resolver=resolver)
     contract = (await retrying(lambda: chain.escrow.deploy(deploy))).contract_id
     call = {"contract_id": contract, "escrow_type": "single-release"}
     steps = [
@@ -229,16 +234,7 @@ async def test_a_build_slower_than_its_timeout_is_waited_for_on_the_retry(chain:
     await chain.faucet(buyer, "5.00")
     tw = chain.trustless
     tw.base_build_timeout = tw.build_timeout = 1.0
-    esc = new_id(IdPrefix.ESCROW)
-    deploy = EscrowDeploy(
-        operation_key=f"escrow:{esc}:deploy",
-        order_id=new_id(IdPrefix.ORDER),
-        title="Slow",
-        description="-",
-        escrow_type="single-release",
-        amount_cents=500,
-        parties=chain.parties(buyer=buyer, seller=seller, treasury=treasury, resolver=resolver),
-    )
+    esc, deploy = single_release(chain, 500, buyer=buyer, seller=seller, treasury=treasury, resolver=resolver)
     contract = (await chain.escrow.deploy(deploy)).contract_id
     slow = {
         "id": "slow-fund-build",
