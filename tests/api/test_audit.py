@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.orders_support import funded_user, order_in
+from tests.api.orders_support import funded_order
 from tests.support import Stack, bearer, create_key
 
 
 async def test_an_orders_trail_newest_first_with_its_refusal(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
-    buyer = await funded_user(client, stack, full_key, "3.00")
-    seller = await funded_user(client, stack, full_key, "0")
-    order = await order_in(client, full_key, buyer["id"], seller["id"], "3.00", ["reserve"])
+    buyer, _, order = await funded_order(client, stack, full_key, "3.00", ["reserve"])
     again = await client.post(f"/orders/{order['id']}/reserve", headers=full_key)
     assert again.status_code == 409
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from models.event_catalog import EVENT_TYPES
-from tests.api.orders_support import act, funded_user, order_in
+from tests.api.orders_support import act, funded_order
 from tests.support import Stack, assert_eventually, bearer
 
 
@@ -22,9 +22,7 @@ async def order_events(client: httpx.AsyncClient, headers: dict[str, str], order
 async def test_json_pages_filters_and_cursors(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
-    buyer = await funded_user(client, stack, full_key, "2.00")
-    seller = await funded_user(client, stack, full_key, "0")
-    order = await order_in(client, full_key, buyer["id"], seller["id"], "2.00", ["reserve"])
+    buyer, seller, order = await funded_order(client, stack, full_key, "2.00", ["reserve"])
 
     async def sequenced() -> list[Any]:
         events = await order_events(client, full_key, order["id"])
@@ -84,9 +82,7 @@ async def test_every_event_written_so_far_is_in_the_catalog(stack: Stack) -> Non
 async def test_a_stream_replays_then_follows_and_a_newer_one_replaces_it(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
-    buyer = await funded_user(client, stack, full_key, "1.00")
-    seller = await funded_user(client, stack, full_key, "0")
-    order = await order_in(client, full_key, buyer["id"], seller["id"], "1.00", ["reserve"])
+    buyer, _, order = await funded_order(client, stack, full_key, "1.00", ["reserve"])
 
     async def created_event() -> list[Any]:
         return await order_events(client, full_key, order["id"], types="order.created")
