@@ -34,9 +34,16 @@ from temporalio.worker import Worker
 from bench import cpu
 from bench.baseline import BaselineWorkflow, noop
 from models.ids import IdPrefix, new_id
-from models.money import format_cents
-from models.orders_io import Caller, EscrowAction, OrderCreated, OrderInput, OrderOutcome, Reserve, Settle
-from models.search import attributes
+from models.orders_io import (
+    Caller,
+    EscrowAction,
+    OrderCreated,
+    OrderInput,
+    OrderOutcome,
+    Reserve,
+    Settle,
+    order_start_options,
+)
 
 # BENCH_CONCURRENCY / BENCH_REPEATS narrow a run while investigating; `make bench` uses the defaults
 CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").split(","))
@@ -66,9 +73,7 @@ async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> None
         id=order_id,
         task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        # as POST /orders starts it
-        search_attributes=attributes("order", "ORDER_CREATED", [buyer, seller], order.amount),
-        static_summary=f"Order {order_id}: {format_cents(order.amount)} USD {buyer} -> {seller}",
+        **order_start_options(order),  # as POST /orders starts it
     )
     await client.execute_update_with_start_workflow(
         "created", OrderCreated(caller=caller), start_workflow_operation=start, result_type=OrderOutcome

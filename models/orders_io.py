@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+from models.money import format_cents
+from models.search import attributes
 
 
 class Caller(BaseModel):
@@ -36,6 +41,15 @@ class OrderInput(BaseModel):
     client_order_ref: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     milestones: list[MilestoneInput] = Field(default_factory=list)
+
+
+def order_start_options(order: OrderInput) -> dict[str, Any]:
+    """How an OrderWorkflow starts (POST /orders, the benchmark): its search attributes and
+    static summary, so an operator finds and reads it in the Temporal UI."""
+    return {
+        "search_attributes": attributes("order", "ORDER_CREATED", [order.buyer_id, order.seller_id], order.amount),
+        "static_summary": f"Order {order.id}: {format_cents(order.amount)} USD {order.buyer_id} -> {order.seller_id}",
+    }
 
 
 class OrderCreated(BaseModel):

@@ -20,7 +20,7 @@ from sqlalchemy import Select, false, func, or_, select
 from sqlmodel import col
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.pagination import CursorQuery, LimitQuery, check_limit
+from api.pagination import CursorQuery, LimitQuery, check_limit, envelope
 from api.policy import Access, ContextDep, GuardedRoute, ServicesDep, policy
 from api.schemas import field_error, query_time
 from api.services import Services
@@ -136,12 +136,8 @@ async def list_events(
     ordering = col(Event.seq).asc() if order == "asc" else col(Event.seq).desc()
     async with services.sessions() as session:
         rows = list((await session.execute(query.order_by(ordering).limit(limit + 1))).scalars().all())
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "data": [event_view(r) for r in rows],
-        "pagination": {"has_more": has_more, "next_cursor": rows[-1].id if has_more else None},
-    }
+    has_more, rows = len(rows) > limit, rows[:limit]
+    return envelope([event_view(r) for r in rows], rows, has_more)
 
 
 @dataclass

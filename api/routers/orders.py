@@ -36,8 +36,8 @@ from models.orders_io import (
     OrderOutcome,
     Reserve,
     Settle,
+    order_start_options,
 )
-from models.search import attributes
 from models.states import MILESTONE, ORDER, OrderStatus
 from models.tables import Order, User
 
@@ -188,8 +188,7 @@ async def create_order(body: OrderCreate, services: ServicesDep, context: Contex
         id=order_id,
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=attributes("order", "ORDER_CREATED", [body.buyer_id, body.seller_id], body.amount),
-        static_summary=f"Order {order_id}: {format_cents(order.amount)} USD {order.buyer_id} -> {order.seller_id}",
+        **order_start_options(order),
     )
     try:
         await client.execute_update_with_start_workflow(
