@@ -74,6 +74,7 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         disputes.decided,
         disputes.decision_failed,
         disputes.settled,
+        disputes.milestone_settled,
         disputes.comment,
         disputes.signal_rejected,
         system.probe_database,
@@ -100,6 +101,8 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         orders.milestone_completed,
         orders.milestone_approved,
         orders.milestone_released,
+        orders.milestone_refunded,
+        orders.step_failed,
     ]
 
 

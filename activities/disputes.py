@@ -14,6 +14,7 @@ from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDi
 from models.ledger import EntryType
 from models.money import format_cents
 from models.orders_io import Caller, MilestoneInput
+from models.states import MilestoneStatus
 from models.tables import Dispute, DisputeComment, Milestone
 from models.timefmt import iso, utcnow
 
@@ -88,7 +89,10 @@ class DisputeActivities:
                 (
                     await session.execute(
                         select(Milestone)
-                        .where(col(Milestone.order_id) == order.id, col(Milestone.status) != "RELEASED")
+                        .where(
+                            col(Milestone.order_id) == order.id,
+                            col(Milestone.status).not_in((MilestoneStatus.RELEASED, MilestoneStatus.CANCELED)),
+                        )
                         .order_by(col(Milestone.position))
                     )
                 )
@@ -193,24 +197,14 @@ class DisputeActivities:
             )
             book = OrderBook(session, order, caller)
             source = ("dispute", dispute.id)
-            if req.release_amount:
-                await book.escrow_payout(
-                    escrow,
-                    EntryType.ESCROW_RELEASE,
-                    f"dispute:{dispute.id}:release",
-                    order.seller_id,
-                    req.release_amount,
-                    source=source,
-                )
-            if req.refund_amount:
-                await book.escrow_payout(
-                    escrow,
-                    EntryType.ESCROW_REFUND,
-                    f"dispute:{dispute.id}:refund",
-                    order.buyer_id,
-                    req.refund_amount,
-                    source=source,
-                )
+            credits = [
+                (order.seller_id, EntryType.ESCROW_RELEASE, f"dispute:{dispute.id}:release", req.release_amount),
+                (order.buyer_id, EntryType.ESCROW_REFUND, f"dispute:{dispute.id}:refund", req.refund_amount),
+            ]
+            # two balances in one transaction: locked in ascending user_id (domain.md §3.3 step 5)
+            for user_id, entry, key, amount in sorted(credits):
+                if amount:
+                    await book.escrow_payout(escrow, entry, key, user_id, amount, source=source)
             await book.pay_out(escrow, released=req.release_amount, refunded=req.refund_amount)
             now = utcnow()
             await compare_and_set(
@@ -261,6 +255,39 @@ class DisputeActivities:
                 tx_hash=None,
             )
         return DisputeOutcome(dispute_id=req.dispute_id, status="RESOLVED", decision=req.decision)
+
+    @activity.defn(name="dispute_milestone_settled")
+    async def milestone_settled(self, req: DisputeStep) -> DisputeOutcome:
+        """One milestone's share of a decision landed on chain: the milestone is settled by the
+        dispute (CANCELED, never paid again) and the shares are recorded on it and in the audit
+        trail; the ledger credits the decision's totals when the dispute resolves."""
+        assert req.milestone_id is not None
+        async with self.ctx.sessions() as session, session.begin():
+            dispute = await self._dispute(session, req.dispute_id)
+            order, escrow = await self.orders.load_locked(session, dispute.order_id)
+            milestone = await session.get(Milestone, req.milestone_id, with_for_update=True, populate_existing=True)
+            assert milestone is not None
+            if await compare_and_set(
+                session,
+                Milestone,
+                milestone.id,
+                field="status",
+                expected=(MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED),
+                target=MilestoneStatus.CANCELED,
+            ):
+                milestone.status = MilestoneStatus.CANCELED
+                book = OrderBook(session, order, req.caller)
+                shares = {
+                    "dispute_id": dispute.id,
+                    "to_seller": format_cents(req.release_amount),
+                    "to_buyer": format_cents(req.refund_amount),
+                    "tx_hash": req.tx_hash,
+                }
+                book.milestone_event(
+                    milestone, escrow, "escrow.milestone_canceled", {"reason": "dispute_resolved", **shares}
+                )
+                book.audit("MILESTONE_CANCELED", ("milestone", milestone.id), None, {"status": "CANCELED", **shares})
+        return DisputeOutcome(dispute_id=req.dispute_id, status=dispute.status)
 
     @activity.defn(name="dispute_comment")
     async def comment(self, req: DisputeStep) -> DisputeOutcome:

@@ -10,6 +10,7 @@ from temporalio import activity
 
 from activities.context import WorkerContext, provider_errors
 from activities.wallets import platform_wallet, sealed
+from models import operation_keys
 from models.escrow_io import (
     Distribution,
     EscrowDeploy,
@@ -120,7 +121,7 @@ class EscrowActivities:
         parties = await self._parties(plan.buyer_id, plan.seller_id)
         step = await self.escrow.deploy(
             EscrowDeploy(
-                operation_key=f"escrow:{plan.escrow_id}:deploy",
+                operation_key=operation_keys.escrow_deploy(plan.escrow_id).key,
                 order_id=order.id,
                 title=order.title,
                 description=order.description or order.title,
@@ -130,23 +131,35 @@ class EscrowActivities:
                 milestones=[MilestoneSpec(title=m.title, amount_cents=m.amount) for m in milestones],
             )
         )
-        return ChainDone(operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=step.contract_id)
+        return ChainDone(
+            operation_key=step.operation_key,
+            tx_hash=step.tx_hash,
+            contract_id=step.contract_id,
+            escrow_id=plan.escrow_id,
+        )
 
     @activity.defn(name="escrow_fund")
     @provider_errors
     async def fund(self, plan: EscrowPlan) -> ChainDone:
         assert plan.contract_id is not None
         parties = await self._parties(plan.buyer_id, plan.seller_id)
+        key = operation_keys.escrow_fund(plan.escrow_id, plan.round)
         step = await self.escrow.fund(
             EscrowFund(
-                operation_key=f"escrow:{plan.escrow_id}:fund",
+                operation_key=key.key,
+                earlier_keys=key.earlier,
                 contract_id=plan.contract_id,
                 escrow_type=plan.escrow_type,
                 amount_cents=plan.amount,
                 funder=parties.funder,
             )
         )
-        return ChainDone(operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=plan.contract_id)
+        return ChainDone(
+            operation_key=step.operation_key,
+            tx_hash=step.tx_hash,
+            contract_id=plan.contract_id,
+            escrow_id=plan.escrow_id,
+        )
 
     @activity.defn(name="escrow_call")
     @provider_errors
@@ -159,28 +172,25 @@ class EscrowActivities:
             assert order is not None
             buyer_id, seller_id = order.buyer_id, order.seller_id
         parties = await self._parties(buyer_id, seller_id)
-        scope = f"milestone:{req.milestone_id}" if req.milestone_id else f"escrow:{req.escrow_id}"
+        key = operation_keys.escrow_step(req.escrow_id, req.milestone_id, req.kind, req.round)
         common = {
+            "operation_key": key.key,
+            "earlier_keys": key.earlier,
             "contract_id": req.contract_id,
             "escrow_type": req.escrow_type,
             "milestone_index": req.milestone_index,
         }
-        key = f"{scope}:{req.kind}"
         if req.kind == "complete":
             step = await self.escrow.mark_milestone(
-                MilestoneMark(operation_key=key, evidence=req.note, service_provider=parties.service_provider, **common)
+                MilestoneMark(evidence=req.note, service_provider=parties.service_provider, **common)
             )
         elif req.kind == "approve":
-            step = await self.escrow.approve_milestone(
-                MilestoneApprove(operation_key=key, approver=parties.approver, **common)
-            )
+            step = await self.escrow.approve_milestone(MilestoneApprove(approver=parties.approver, **common))
         elif req.kind == "release":
-            step = await self.escrow.release(
-                EscrowRelease(operation_key=key, release_signer=parties.release_signer, **common)
-            )
+            step = await self.escrow.release(EscrowRelease(release_signer=parties.release_signer, **common))
         elif req.kind == "dispute":
             disputer = parties.approver if req.disputer == "buyer" else parties.service_provider
-            step = await self.escrow.dispute(EscrowDispute(operation_key=key, disputer=disputer, **common))
+            step = await self.escrow.dispute(EscrowDispute(disputer=disputer, **common))
         else:
             distributions = [
                 Distribution(address=a.public_key, amount_cents=c)
@@ -188,8 +198,8 @@ class EscrowActivities:
                 if c > 0
             ]
             step = await self.escrow.resolve(
-                EscrowResolve(
-                    operation_key=f"{key}:1", resolver=parties.resolver, distributions=distributions, **common
-                )
+                EscrowResolve(resolver=parties.resolver, distributions=distributions, **common)
             )
-        return ChainDone(operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=req.contract_id)
+        return ChainDone(
+            operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=req.contract_id, escrow_id=req.escrow_id
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from temporalio import activity
@@ -28,6 +29,7 @@ from models.orders_io import (
     OrderOutcome,
     OrderStep,
 )
+from models.states import MilestoneStatus
 from models.tables import Escrow, Milestone, Order, Wallet
 from models.timefmt import iso, utcnow
 
@@ -304,7 +306,20 @@ class OrderActivities:
                 updated_at=now,
             )
             session.add(order)
-            await session.flush()
+            try:
+                await session.flush()
+            except IntegrityError:
+                # another order holds the client_order_ref: a refusal, never retried (it cannot pass)
+                holder = None
+                if data.client_order_ref is not None:
+                    async with self.ctx.sessions() as lookup:
+                        by_ref = select(col(Order.id)).where(col(Order.client_order_ref) == data.client_order_ref)
+                        holder = (await lookup.execute(by_ref)).scalar_one_or_none()
+                if holder is None or holder == data.id:
+                    raise
+                raise business_error(
+                    ErrorCode.ORDER_ALREADY_EXISTS, "client_order_ref is used by another order", order_id=holder
+                ) from None
             for spec in data.milestones:
                 session.add(
                     Milestone(
@@ -477,10 +492,9 @@ class OrderActivities:
     @activity.defn(name="escrow_deployed")
     async def escrow_deployed(self, req: ChainDone) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
+            assert req.escrow_id is not None, req.operation_key
             escrow = (
-                await session.execute(
-                    select(Escrow).where(col(Escrow.id) == req.operation_key.split(":")[1]).with_for_update()
-                )
+                await session.execute(select(Escrow).where(col(Escrow.id) == req.escrow_id).with_for_update())
             ).scalar_one()
             order = await self.lock_order(session, escrow.order_id)
             book = OrderBook(session, order, Caller(actor_id=order.id))
@@ -541,10 +555,9 @@ class OrderActivities:
     @activity.defn(name="escrow_funded")
     async def escrow_funded(self, req: ChainDone) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
+            assert req.escrow_id is not None, req.operation_key
             escrow = (
-                await session.execute(
-                    select(Escrow).where(col(Escrow.id) == req.operation_key.split(":")[1]).with_for_update()
-                )
+                await session.execute(select(Escrow).where(col(Escrow.id) == req.escrow_id).with_for_update())
             ).scalar_one()
             order = await self.lock_order(session, escrow.order_id)
             caller = Caller(actor_id=order.id)
@@ -646,6 +659,19 @@ class OrderActivities:
             )
         return OrderOutcome(order_id=order.id, status=order.status)
 
+    @activity.defn(name="order_step_failed")
+    async def step_failed(self, req: OrderStep) -> OrderOutcome:
+        """A step that failed for good without moving the order (a milestone's completion or
+        payment): `last_error` names it and the failure is audited."""
+        async with self.ctx.sessions() as session, session.begin():
+            order = await self.lock_order(session, req.order_id)
+            error = _last_error(req.operation or "unknown", req)
+            await session.execute(update(Order).where(col(Order.id) == order.id).values(last_error=error))
+            OrderBook(session, order, req.caller).audit_failure(
+                f"{(req.operation or 'STEP').split(':')[0].upper()}_FAILED", ("order", order.id), req
+            )
+        return OrderOutcome(order_id=order.id, status=order.status)
+
     @activity.defn(name="order_released")
     async def released(self, req: OrderStep) -> OrderOutcome:
         """Everything left in escrow went to the seller: ledger (single-release), escrow and order closed."""
@@ -677,7 +703,8 @@ class OrderActivities:
                 )
                 await book.pay_out(escrow, refunded=returned)
             await book.cancel_milestones(escrow, "refunded")
-            await self.close_settled(book, escrow, "REFUNDED", returned, "REFUNDED", tx_hash=req.tx_hash)
+            # milestone orders were credited milestone by milestone (milestone_refunded): the total
+            await self.close_settled(book, escrow, "REFUNDED", order.refunded_amount, "REFUNDED", tx_hash=req.tx_hash)
         return OrderOutcome(order_id=order.id, status=order.status)
 
     async def close_settled(
@@ -818,6 +845,49 @@ class OrderActivities:
                 )
             left = in_escrow(escrow)
         return OrderOutcome(order_id=order.id, status="LAST" if left == 0 else "RELEASED")
+
+    @activity.defn(name="milestone_refunded")
+    async def milestone_refunded(self, req: MilestoneStep) -> OrderOutcome:
+        """One milestone's amount went back to the buyer (an order refund, milestone by
+        milestone): its keyed credit, the escrow's refunded total, the milestone CANCELED."""
+        async with self.ctx.sessions() as session, session.begin():
+            order, escrow = await self.load_locked(session, req.order_id)
+            assert escrow is not None
+            milestone = await self._milestone(session, req.milestone_id)
+            book = OrderBook(session, order, Caller(actor_id=order.id))
+            if await compare_and_set(
+                session,
+                Milestone,
+                milestone.id,
+                field="status",
+                expected=(MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED),
+                target=MilestoneStatus.CANCELED,
+            ):
+                milestone.status = MilestoneStatus.CANCELED
+                await book.ledger(
+                    LedgerEffect.milestone_refund(
+                        order_id=order.id,
+                        escrow_id=escrow.id,
+                        milestone_id=milestone.id,
+                        buyer_id=order.buyer_id,
+                        amount=milestone.amount,
+                        request_id=req.caller.request_id,
+                    )
+                )
+                await book.pay_out(escrow, refunded=milestone.amount)
+                book.milestone_event(
+                    milestone,
+                    escrow,
+                    "escrow.milestone_canceled",
+                    {"reason": "refunded", "refund_tx_hash": req.tx_hash},
+                )
+                book.audit(
+                    "MILESTONE_CANCELED",
+                    ("milestone", milestone.id),
+                    None,
+                    {"status": "CANCELED", "refunded_amount": format_cents(milestone.amount)},
+                )
+        return OrderOutcome(order_id=order.id, status=MilestoneStatus.CANCELED)
 
 
 def _last_error(operation: str, req: OrderStep) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class DisputeInput(BaseModel):
     disputed_amount: int
     plan: EscrowPlan
     milestones: list[MilestoneInput] = Field(default_factory=list)  # unpaid, by position
+    first_round: int = 1  # chain rounds before it belong to the order's own release/refund attempts
 
 
 class AssignDispute(BaseModel):
@@ -73,3 +74,5 @@ class DisputeStep(BaseModel):
     error_message: str | None = None
     comment: AddComment | None = None
     rejected: dict[str, Any] | None = None
+    milestone_id: str | None = None  # dispute_milestone_settled: the milestone whose share landed
+    tx_hash: str | None = None

@@ -47,6 +47,7 @@ class EscrowDeploy(BaseModel):
 
 class EscrowCall(BaseModel):
     operation_key: str
+    earlier_keys: list[str] = Field(default_factory=list)  # earlier rounds (models/operation_keys.py)
     contract_id: str
     escrow_type: EscrowType
     milestone_index: int | None = None

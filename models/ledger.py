@@ -141,6 +141,57 @@ class LedgerEffect(BaseModel):
             reason="order_canceled",
         )
 
+    @classmethod
+    def milestone_refund(
+        cls,
+        *,
+        order_id: str,
+        escrow_id: str,
+        milestone_id: str,
+        buyer_id: str,
+        amount: int,
+        request_id: str | None = None,
+    ) -> LedgerEffect:
+        """One milestone returned to the buyer by an order refund (the refund of a milestone
+        order is one such effect per unpaid milestone, as its release is; docs/decisions.md)."""
+        return _escrow_payout(
+            EntryType.ESCROW_REFUND,
+            f"milestone:{milestone_id}:refund",
+            user_id=buyer_id,
+            amount=amount,
+            order_id=order_id,
+            escrow_id=escrow_id,
+            source=("milestone", milestone_id),
+            request_id=request_id,
+        )
+
 
 def _signed(pattern: str, amount: int) -> int:
     return {"amount": amount, "-amount": -amount, "0": 0}[pattern]
+
+
+def _escrow_payout(
+    entry: EntryType,
+    key: str,
+    *,
+    user_id: str,
+    amount: int,
+    order_id: str,
+    escrow_id: str,
+    source: tuple[str, str],
+    request_id: str | None,
+) -> LedgerEffect:
+    return LedgerEffect(
+        idempotency_key=key,
+        entry_type=entry,
+        user_id=user_id,
+        amount=amount,
+        counter_account=f"escrow:{escrow_id}",
+        source_type=source[0],
+        source_id=source[1],
+        order_id=order_id,
+        escrow_id=escrow_id,
+        workflow_id=order_id,
+        request_id=request_id,
+        correlation_id=order_id,
+    )

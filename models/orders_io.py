@@ -105,12 +105,14 @@ class EscrowPlan(BaseModel):
     amount: int
     buyer_id: str
     seller_id: str
+    round: int = 1  # the round of the chain step it is given to (models/operation_keys.py)
 
 
 class ChainDone(BaseModel):
     operation_key: str
     tx_hash: str
     contract_id: str | None = None
+    escrow_id: str | None = None  # the escrow the step acted on (absent in results recorded earlier)
 
 
 class MilestoneInputs(BaseModel):
@@ -131,6 +133,24 @@ class MilestoneAction(BaseModel):
 class MilestoneOutcome(BaseModel):
     milestone_id: str
     status: str
+
+
+class MilestonePayment(BaseModel):
+    """Milestone -> order: the buyer approved; the order pays it under its own lock, so a
+    release, a refund or a dispute of the order never overlaps a milestone payment."""
+
+    milestone_id: str
+    caller: Caller
+
+
+class MilestonePaid(BaseModel):
+    """Order -> milestone: the payment's outcome (status as it now stands, or the refusal)."""
+
+    milestone_id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    error_details: dict[str, Any] = Field(default_factory=dict)
 
 
 class MilestoneStep(BaseModel):
@@ -167,6 +187,7 @@ class EscrowCallInput(BaseModel):
     to_seller: int = 0  # resolve distributions, cents
     to_buyer: int = 0
     disputer: str = "buyer"  # buyer | seller
+    round: int = 1  # 2, 3, ... when the action is retried after it failed for good
     # the order's parties, so the step need not read the order (absent in inputs recorded earlier)
     buyer_id: str | None = None
     seller_id: str | None = None

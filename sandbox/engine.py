@@ -17,6 +17,7 @@ import stellar_sdk as ops
 from stellar_sdk import Keypair, TransactionEnvelope, xdr
 from stellar_sdk.exceptions import BadSignatureError
 
+from sandbox.faults import FAILING_OPERATION
 from sandbox.world import BASE_FEE, STROOPS, Account, Chain, Contract, PaymentRecord, Trustline, TxRecord, World
 
 RecordMaker = Callable[[str, int, dict[str, Any], list[str]], PaymentRecord]
@@ -278,8 +279,13 @@ class Engine:
         records: list[PaymentRecord] = []
         op_codes: list[str] = []
         failed = False
+        forced = FAILING_OPERATION.get()
         for index, op in enumerate(tx.operations, start=1):
             op_source = op.source.account_id if op.source is not None else tx.source.account_id
+            if forced is not None:  # a fail_transaction fault: the operation traps
+                op_codes.append(forced)
+                failed = True
+                continue
             try:
                 record = self._operation(overlay, op, op_source, ledger, index, tx_hash, created_at)
             except OpFailed as exc:

@@ -13,6 +13,7 @@ import json
 import random
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox.world import World
 
 TARGETS = (("/horizon", "horizon"), ("/friendbot", "friendbot"), ("/tw", "tw"), ("/airtm/v2", "airtm"))
-ACTIONS = ("latency_only", "error", "timeout", "drop_after_effect")
+ACTIONS = ("latency_only", "error", "timeout", "drop_after_effect", "fail_transaction")
+# Set while a `fail_transaction` rule handles a request: the engine applies the submitted
+# transaction as failed (sequence and fee consumed, no effect), as a contract that traps would.
+FAILING_OPERATION: ContextVar[str | None] = ContextVar("failing_operation", default=None)
 MAX_LOG = 5000
 
 
@@ -61,6 +65,7 @@ class Rule:
     retry_after_s: int | None = None
     hold_ms: int = 30_000
     drop_mode: str = "hang"
+    op_code: str = "invoke_host_function_trapped"  # fail_transaction: the operation result code
     matched: int = 0
     fired: int = 0
     rng: random.Random = field(default_factory=random.Random, repr=False)
@@ -196,7 +201,7 @@ class FaultMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-sandbox-request-id", request_id.encode())]
             await send(message)
 
-        effect_applied = rule is None or rule.action in ("latency_only", "drop_after_effect")
+        effect_applied = rule is None or rule.action in ("latency_only", "drop_after_effect", "fail_transaction")
         if rule is not None and rule.action in ("error", "timeout"):
             if rule.action == "timeout":
                 await asyncio.sleep(rule.hold_ms / 1000)
@@ -211,6 +216,12 @@ class FaultMiddleware:
             else:
                 await asyncio.sleep(rule.hold_ms / 1000)
                 await self._answer(send_tagged, target or "", 504, None)
+        elif rule is not None and rule.action == "fail_transaction":
+            token = FAILING_OPERATION.set(rule.op_code)
+            try:
+                await self.app(scope, receive, send_tagged)
+            finally:
+                FAILING_OPERATION.reset(token)
         else:
             await self.app(scope, receive, send_tagged)
         if target is not None:

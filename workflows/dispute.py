@@ -40,6 +40,10 @@ class DisputeWorkflow:
         self.settling = False
         self.lock = asyncio.Lock()
         self.rejections: list[str] = []
+        self.chain_round = dispute.first_round  # grows when a settlement failed for good
+        # milestones whose resolution landed on chain, with (to seller, to buyer): a later
+        # decision must include them, since they can never be paid again
+        self.settled: dict[str, tuple[int, int]] = {}
 
     @workflow.run
     async def run(self, dispute: DisputeInput) -> DisputeOutcome:
@@ -67,6 +71,7 @@ class DisputeWorkflow:
     @workflow.update
     async def assign(self, req: AssignDispute) -> DisputeOutcome:
         async with self.lock:
+            self._check_assign(req)
             await db_step(
                 "dispute_assigned",
                 DisputeStep(
@@ -109,12 +114,32 @@ class DisputeWorkflow:
             )
         require(DISPUTE, "resolve", self.status, self.dispute.dispute_id)
         try:
-            return shares(req.decision, req.release_amount, req.refund_amount, self.dispute.disputed_amount)
+            release, refund = shares(req.decision, req.release_amount, req.refund_amount, self.dispute.disputed_amount)
         except OfferhubError as exc:
             raise refusal(exc) from None
+        to_seller, to_buyer = self._already_settled()
+        if release < to_seller or refund < to_buyer:
+            raise refusal(
+                OfferhubError(
+                    ErrorCode.INVALID_AMOUNT,
+                    "part of the escrow was already settled on chain by an earlier decision: "
+                    "a new decision must give each side at least what it already received",
+                    {
+                        "dispute_id": self.dispute.dispute_id,
+                        "already_released": format_cents(to_seller),
+                        "already_refunded": format_cents(to_buyer),
+                        "release_amount": format_cents(release),
+                        "refund_amount": format_cents(refund),
+                    },
+                )
+            )
+        return release, refund
+
+    def _already_settled(self) -> tuple[int, int]:
+        return sum(s for s, _ in self.settled.values()), sum(b for _, b in self.settled.values())
 
     async def _settle(self, req: ResolveDispute) -> DisputeOutcome:
-        release, refund = self._validate_resolve(req)
+        release, refund = self._validate_resolve(req)  # again, under the lock
         self.settling = True
         resolved_by = req.resolved_by or self.assigned_to or req.caller.actor_id
         step = DisputeStep(
@@ -132,9 +157,10 @@ class DisputeWorkflow:
             f"{format_cents(refund)} to the buyer"
         )
         try:
-            await self._on_chain(release, refund)
+            await self._on_chain(release, refund, req.caller)
         except ActivityError as exc:
             cause = business_cause(exc)
+            self.chain_round += 1  # a new decision settles under new operation keys
             await db_step(
                 "dispute_settlement_failed",
                 DisputeStep(
@@ -166,7 +192,7 @@ class DisputeWorkflow:
         self._moved("RESOLVED")
         return DisputeOutcome(dispute_id=self.dispute.dispute_id, status="RESOLVED", decision=req.decision)
 
-    async def _on_chain(self, release: int, refund: int) -> None:
+    async def _on_chain(self, release: int, refund: int, caller: Caller) -> None:
         plan = self.dispute.plan
         assert plan.contract_id is not None
         call: dict[str, Any] = {
@@ -177,6 +203,7 @@ class DisputeWorkflow:
             "disputer": "buyer" if self.dispute.opened_by == "BUYER" else "seller",
             "buyer_id": self.dispute.buyer_id,
             "seller_id": self.dispute.seller_id,
+            "round": self.chain_round,
         }
         if plan.escrow_type == "single-release":
             await provider_step("escrow_call", EscrowCallInput(kind="dispute", **call), ChainDone)
@@ -184,12 +211,27 @@ class DisputeWorkflow:
                 "escrow_call", EscrowCallInput(kind="resolve", to_seller=release, to_buyer=refund, **call), ChainDone
             )
             return
-        parts = spread(release, [m.amount for m in self.dispute.milestones])
-        for milestone, (to_seller, to_buyer) in zip(self.dispute.milestones, parts, strict=True):
+        # milestones settled by an earlier decision stay as they landed; the rest share what is left
+        open_milestones = [m for m in self.dispute.milestones if m.id not in self.settled]
+        parts = spread(release - self._already_settled()[0], [m.amount for m in open_milestones])
+        for milestone, (to_seller, to_buyer) in zip(open_milestones, parts, strict=True):
             per = {**call, "milestone_id": milestone.id, "milestone_index": milestone.position}
             await provider_step("escrow_call", EscrowCallInput(kind="dispute", **per), ChainDone)
-            await provider_step(
+            done = await provider_step(
                 "escrow_call", EscrowCallInput(kind="resolve", to_seller=to_seller, to_buyer=to_buyer, **per), ChainDone
+            )
+            self.settled[milestone.id] = (to_seller, to_buyer)
+            await db_step(
+                "dispute_milestone_settled",
+                DisputeStep(
+                    dispute_id=self.dispute.dispute_id,
+                    caller=caller,
+                    milestone_id=milestone.id,
+                    release_amount=to_seller,
+                    refund_amount=to_buyer,
+                    tx_hash=done.tx_hash,
+                ),
+                DisputeOutcome,
             )
 
     # comments ------------------------------------------------------------------------------
@@ -197,6 +239,7 @@ class DisputeWorkflow:
     @workflow.update
     async def add_comment(self, req: AddComment) -> DisputeOutcome:
         async with self.lock:
+            self._check_comment(req)
             await db_step(
                 "dispute_comment",
                 DisputeStep(dispute_id=self.dispute.dispute_id, caller=req.caller, comment=req),

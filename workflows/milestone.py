@@ -1,5 +1,11 @@
 """MilestoneWorkflow (child of the order, id = ms_…): the seller completes, the buyer approves,
-that milestone's amount is released on chain and credited to the seller (domain.md §4.5)."""
+that milestone's amount is released on chain and credited to the seller (domain.md §4.5).
+
+The payment itself runs in the parent order (Signal `pay_milestone`, answered by
+`payment_done`) under the order's lock, so a release, a refund or a dispute of the order
+is never half-way through while this milestone is paid. Every status this workflow reaches
+is reported to the order, so an order-level release knows which milestones are complete.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +17,20 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models.errors import ErrorCode, OfferhubError
     from models.orders_io import (
+        Caller,
         ChainDone,
         EscrowCallInput,
         MilestoneAction,
         MilestoneInputs,
         MilestoneOutcome,
+        MilestonePaid,
+        MilestonePayment,
         MilestoneStep,
         OrderOutcome,
         OrderStatusNote,
+        OrderStep,
     )
-    from models.states import MILESTONE
+    from models.states import MILESTONE, MilestoneStatus, OrderStatus
     from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
 
 
@@ -29,14 +39,16 @@ class MilestoneWorkflow:
     @workflow.init
     def __init__(self, inputs: MilestoneInputs) -> None:
         self.inputs = inputs
-        self.status = "OPEN"
+        self.status: str = MilestoneStatus.OPEN
         self.order_state = inputs.order_status
         self.lock = asyncio.Lock()
+        self.payment: MilestonePaid | None = None
+        self.chain_round = 1  # a completion retried after it failed for good is a new round
 
     @workflow.run
     async def run(self, inputs: MilestoneInputs) -> MilestoneOutcome:
         set_status(self.status, self._details)
-        await workflow.wait_condition(lambda: self.status in ("RELEASED", "CANCELED"))
+        await workflow.wait_condition(lambda: self.status in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return MilestoneOutcome(milestone_id=inputs.milestone.id, status=self.status)
 
@@ -47,6 +59,11 @@ class MilestoneWorkflow:
     def _moved(self, status: str) -> None:
         self.status = status
         set_status(status, self._details)
+
+    async def _report(self) -> None:
+        await workflow.get_external_workflow_handle(self.inputs.order_id).signal(
+            "milestone_settled", MilestoneOutcome(milestone_id=self.inputs.milestone.id, status=self.status)
+        )
 
     def _call(self, kind: str, note: str = "") -> EscrowCallInput:
         m = self.inputs.milestone
@@ -61,15 +78,14 @@ class MilestoneWorkflow:
             note=note,
             buyer_id=self.inputs.buyer_id,
             seller_id=self.inputs.seller_id,
+            round=self.chain_round,
         )
 
-    def _step(self, req: MilestoneAction, **kw: object) -> MilestoneStep:
-        return MilestoneStep(
-            milestone_id=self.inputs.milestone.id, order_id=self.inputs.order_id, caller=req.caller, **kw
-        )
+    def _step(self, caller: Caller, **kw: object) -> MilestoneStep:
+        return MilestoneStep(milestone_id=self.inputs.milestone.id, order_id=self.inputs.order_id, caller=caller, **kw)
 
     def _require_order_in_progress(self) -> None:
-        if self.order_state != "IN_PROGRESS":
+        if self.order_state != OrderStatus.IN_PROGRESS:
             raise refusal(
                 OfferhubError(
                     ErrorCode.INVALID_STATE,
@@ -83,16 +99,45 @@ class MilestoneWorkflow:
                 )
             )
 
+    def _outcome(self) -> MilestoneOutcome:
+        return MilestoneOutcome(milestone_id=self.inputs.milestone.id, status=self.status)
+
     @workflow.update
     async def complete(self, req: MilestoneAction) -> MilestoneOutcome:
         async with self.lock:
+            self._check_complete(req)
             try:
                 await provider_step("escrow_call", self._call("complete", req.note or ""), ChainDone)
             except ActivityError as exc:
-                raise _provider_refusal(exc, self.inputs.order_id) from None
-            await db_step("milestone_completed", self._step(req, note=req.note), OrderOutcome)
-            self._moved("COMPLETED")
-            return MilestoneOutcome(milestone_id=self.inputs.milestone.id, status=self.status)
+                cause = business_cause(exc)
+                operation = f"milestone_complete:{self.inputs.milestone.milestone_ref}"
+                await db_step(
+                    "order_step_failed",
+                    OrderStep(
+                        order_id=self.inputs.order_id,
+                        caller=req.caller,
+                        operation=operation,
+                        error_code=cause.type,
+                        error_message=cause.message,
+                    ),
+                    OrderOutcome,
+                )
+                self.chain_round += 1
+                raise refusal(
+                    OfferhubError(
+                        ErrorCode.PROVIDER_ERROR,
+                        "the provider refused the milestone step",
+                        {
+                            "provider": "trustless_work",
+                            "provider_message": cause.message,
+                            "order_id": self.inputs.order_id,
+                        },
+                    )
+                ) from None
+            await db_step("milestone_completed", self._step(req.caller, note=req.note), OrderOutcome)
+            self._moved(MilestoneStatus.COMPLETED)
+            await self._report()
+            return self._outcome()
 
     @complete.validator
     def _check_complete(self, req: MilestoneAction) -> None:
@@ -102,26 +147,28 @@ class MilestoneWorkflow:
     @workflow.update
     async def approve(self, req: MilestoneAction) -> MilestoneOutcome:
         async with self.lock:
-            try:
-                if self.status == "COMPLETED":
-                    await provider_step("escrow_call", self._call("approve"), ChainDone)
-                    await db_step("milestone_approved", self._step(req), OrderOutcome)
-                    self._moved("APPROVED")
-                done = await provider_step("escrow_call", self._call("release"), ChainDone)
-            except ActivityError as exc:
-                raise _provider_refusal(exc, self.inputs.order_id) from None
-            released = await db_step("milestone_released", self._step(req, tx_hash=done.tx_hash), OrderOutcome)
-            self._moved("RELEASED")
+            self._check_approve(req)
+            self.payment = None
             await workflow.get_external_workflow_handle(self.inputs.order_id).signal(
-                "milestone_settled", MilestoneOutcome(milestone_id=self.inputs.milestone.id, status="RELEASED")
+                "pay_milestone", MilestonePayment(milestone_id=self.inputs.milestone.id, caller=req.caller)
             )
-            del released
-            return MilestoneOutcome(milestone_id=self.inputs.milestone.id, status=self.status)
+            await workflow.wait_condition(lambda: self.payment is not None)
+            paid = self.payment
+            assert paid is not None
+            if self.status not in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
+                self._moved(paid.status)
+            if paid.error_code is not None:
+                raise refusal(OfferhubError(ErrorCode(paid.error_code), paid.error_message or "", paid.error_details))
+            return self._outcome()
 
     @approve.validator
     def _check_approve(self, req: MilestoneAction) -> None:
         self._require_order_in_progress()
         require(MILESTONE, "approve", self.status, self.inputs.milestone.id)
+
+    @workflow.signal
+    def payment_done(self, paid: MilestonePaid) -> None:
+        self.payment = paid
 
     @workflow.signal
     def order_status(self, note: OrderStatusNote) -> None:
@@ -132,18 +179,3 @@ class MilestoneWorkflow:
     def settled_by_order(self, outcome: MilestoneOutcome) -> None:
         """The order paid or canceled this milestone itself (release, refund, dispute)."""
         self._moved(outcome.status)
-
-
-def _provider_refusal(error: ActivityError, order_id: str) -> Exception:
-    cause = business_cause(error)
-    return refusal(
-        OfferhubError(
-            ErrorCode.PROVIDER_ERROR,
-            "the provider refused the milestone step",
-            {
-                "provider": "trustless_work",
-                "provider_message": cause.message,
-                "order_id": order_id,
-            },
-        )
-    )

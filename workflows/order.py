@@ -2,7 +2,13 @@
 
 created -> reserve -> create_escrow -> fund_escrow -> (milestones | release | refund) -> CLOSED,
 or cancel before escrow. Each Update's validator refuses an illegal transition before
-anything is recorded; handlers run one action at a time under a lock.
+anything is recorded; handlers run one action at a time under a lock and validate again
+once they hold it, so the later of two concurrent actions is judged against the state the
+earlier produced (api.md §1.3). Milestone payments run here too, under the same lock.
+
+A chain step that fails for good is compensated and recorded (`last_error`); retrying the
+action runs the next *round* of its chain steps under new operation keys, skipping those
+that already landed (models/operation_keys.py).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import asyncio
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -26,8 +32,12 @@ with workflow.unsafe.imports_passed_through():
         EscrowAction,
         EscrowCallInput,
         EscrowPlan,
+        MilestoneInput,
         MilestoneInputs,
         MilestoneOutcome,
+        MilestonePaid,
+        MilestonePayment,
+        MilestoneStep,
         OrderCreated,
         OrderInput,
         OrderOutcome,
@@ -37,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         Settle,
     )
     from models.search import attributes
-    from models.states import ORDER
+    from models.states import ORDER, MilestoneStatus, OrderStatus
     from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
     from workflows.dispute import DisputeWorkflow
     from workflows.milestone import MilestoneWorkflow
@@ -50,16 +60,17 @@ class OrderWorkflow:
         self.order = order
         self.status = "NEW"
         self.plan: EscrowPlan | None = None
-        self.milestones = {m.id: "OPEN" for m in order.milestones}
+        self.milestones = {m.id: MilestoneStatus.OPEN.value for m in order.milestones}
         self.lock = asyncio.Lock()
         self.dispute: workflow.ChildWorkflowHandle[Any, Any] | None = None
+        self.chain_round = 1  # grows each time a chain action failed for good (the next try is a new round)
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderOutcome:
         workflow.set_current_details(self._summary())
-        while self.status != "CLOSED":
-            await workflow.wait_condition(lambda: self.status == "CLOSED" or self._all_milestones_paid())
-            if self.status != "CLOSED":
+        while self.status != OrderStatus.CLOSED:
+            await workflow.wait_condition(lambda: self.status == OrderStatus.CLOSED or self._all_milestones_paid())
+            if self.status != OrderStatus.CLOSED:
                 async with self.lock:
                     if self._all_milestones_paid():
                         await self._close_released(Caller(actor_id=self.order.id), reason=None)
@@ -80,9 +91,9 @@ class OrderWorkflow:
 
     def _all_milestones_paid(self) -> bool:
         return (
-            self.status == "IN_PROGRESS"
+            self.status == OrderStatus.IN_PROGRESS
             and bool(self.milestones)
-            and all(s == "RELEASED" for s in self.milestones.values())
+            and all(s == MilestoneStatus.RELEASED for s in self.milestones.values())
         )
 
     def _step(self, caller: Caller, **kw: object) -> OrderStep:
@@ -103,6 +114,7 @@ class OrderWorkflow:
     @workflow.update
     async def reserve(self, req: Reserve) -> OrderOutcome:
         async with self.lock:
+            self._check_reserve(req)
             try:
                 outcome = await db_step("order_reserve", self._step(req.caller), OrderOutcome)
             except ActivityError as exc:
@@ -125,6 +137,7 @@ class OrderWorkflow:
     @workflow.update
     async def cancel(self, req: Cancel) -> OrderOutcome:
         async with self.lock:
+            self._check_cancel(req)
             outcome = await db_step("order_cancel", self._step(req.caller, reason=req.reason), OrderOutcome)
             self._moved(outcome.status)
             return outcome
@@ -138,11 +151,12 @@ class OrderWorkflow:
     @workflow.update
     async def create_escrow(self, req: EscrowAction) -> OrderOutcome:
         async with self.lock:
+            self._check_create_escrow(req)
             try:
                 plan = await db_step("escrow_prepare", self._step(req.caller), EscrowPlan)
             except ActivityError as exc:
                 raise business_cause(exc) from None
-            self._moved("ESCROW_CREATING")
+            self._moved(OrderStatus.ESCROW_CREATING)
             try:
                 done = await provider_step("escrow_deploy", plan, ChainDone)
             except ActivityError as exc:
@@ -153,19 +167,10 @@ class OrderWorkflow:
                     OrderOutcome,
                 )
                 self._moved(outcome.status)
-                raise refusal(
-                    OfferhubError(
-                        ErrorCode.PROVIDER_ERROR,
-                        "the escrow deployment was refused",
-                        {
-                            "provider": "trustless_work",
-                            "provider_message": cause.message,
-                            "order_id": self.order.id,
-                        },
-                    )
-                ) from None
+                raise self._provider_error("the escrow deployment was refused", cause) from None
+            done.escrow_id = plan.escrow_id
             self.plan = await db_step("escrow_deployed", done, EscrowPlan)
-            self._moved("ESCROW_FUNDING")
+            self._moved(OrderStatus.ESCROW_FUNDING)
             return OrderOutcome(order_id=self.order.id, status=self.status)
 
     @create_escrow.validator
@@ -175,7 +180,9 @@ class OrderWorkflow:
     @workflow.update
     async def fund_escrow(self, req: EscrowAction) -> OrderOutcome:
         async with self.lock:
+            self._check_fund_escrow(req)
             plan = await db_step("escrow_funding_started", self._step(req.caller), EscrowPlan)
+            plan.round = self.chain_round
             try:
                 done = await provider_step("escrow_fund", plan, ChainDone)
             except ActivityError as exc:
@@ -185,16 +192,15 @@ class OrderWorkflow:
                     self._step(req.caller, error_code=cause.type, error_message=cause.message),
                     OrderOutcome,
                 )
+                self.chain_round += 1  # funding may be retried: as a new round of the chain step
                 raise refusal(
                     OfferhubError(
                         ErrorCode.ESCROW_FUNDING_FAILED,
                         "the escrow funding was refused",
-                        {
-                            "order_id": self.order.id,
-                            "provider_message": cause.message,
-                        },
+                        {"order_id": self.order.id, "provider_message": cause.message},
                     )
                 ) from None
+            done.escrow_id = plan.escrow_id
             outcome = await db_step("escrow_funded", done, OrderOutcome)
             self.plan = plan
             self._moved(outcome.status)
@@ -207,6 +213,7 @@ class OrderWorkflow:
 
     async def _start_milestones(self, plan: EscrowPlan) -> None:
         assert plan.contract_id is not None
+        parties = [self.order.buyer_id, self.order.seller_id]
         for milestone in self.order.milestones:
             await workflow.start_child_workflow(
                 MilestoneWorkflow.run,
@@ -219,33 +226,105 @@ class OrderWorkflow:
                     contract_id=plan.contract_id,
                 ),
                 id=milestone.id,
+                search_attributes=attributes("milestone", MilestoneStatus.OPEN, parties, milestone.amount),
                 static_summary=f"Milestone {milestone.milestone_ref} of {self.order.id}: "
                 f"{format_cents(milestone.amount)} USD",
             )
 
     async def _notify_milestones(self, status: str) -> None:
         for milestone_id, state in self.milestones.items():
-            if state not in ("RELEASED", "CANCELED"):
+            if state not in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
                 await workflow.get_external_workflow_handle(milestone_id).signal(
                     "order_status", OrderStatusNote(status=status)
                 )
 
-    # milestone reports ---------------------------------------------------------------------
+    async def _settle_milestone(self, milestone_id: str, status: str) -> None:
+        """The order paid or canceled this milestone itself: its workflow learns it and ends."""
+        self.milestones[milestone_id] = status
+        await workflow.get_external_workflow_handle(milestone_id).signal(
+            "settled_by_order", MilestoneOutcome(milestone_id=milestone_id, status=status)
+        )
+
+    # milestones ----------------------------------------------------------------------------
 
     @workflow.signal
     def milestone_settled(self, outcome: MilestoneOutcome) -> None:
+        """A milestone reports each status it reaches (COMPLETED, APPROVED, RELEASED)."""
         if outcome.milestone_id in self.milestones:
             self.milestones[outcome.milestone_id] = outcome.status
             workflow.set_current_details(self._summary())
+
+    @workflow.signal
+    async def pay_milestone(self, req: MilestonePayment) -> None:
+        """The buyer approved a milestone: approve and release it on chain under the order's
+        lock, then answer the milestone workflow (which answers the API)."""
+        async with self.lock:
+            answer = await self._milestone_payment(req)
+        await workflow.get_external_workflow_handle(req.milestone_id).signal("payment_done", answer)
+
+    async def _milestone_payment(self, req: MilestonePayment) -> MilestonePaid:
+        milestone = next(m for m in self.order.milestones if m.id == req.milestone_id)
+        state = self.milestones[milestone.id]
+        if self.status != OrderStatus.IN_PROGRESS or state not in (
+            MilestoneStatus.COMPLETED,
+            MilestoneStatus.APPROVED,
+        ):
+            frozen = self.status != OrderStatus.IN_PROGRESS
+            return MilestonePaid(
+                milestone_id=milestone.id,
+                status=state,
+                error_code=ErrorCode.INVALID_STATE.value,
+                error_message=f"the order is {self.status}: milestones are frozen"
+                if frozen
+                else f"milestone {milestone.id} is {state}",
+                error_details={
+                    "order_id": self.order.id,
+                    "milestone_id": milestone.id,
+                    "current_state": self.status if frozen else state,
+                    "allowed_states": ["IN_PROGRESS"] if frozen else ["COMPLETED", "APPROVED"],
+                },
+            )
+        try:
+            await self._pay_milestone(milestone, req.caller)
+        except ActivityError as exc:
+            cause = business_cause(exc)
+            await self._step_failed(req.caller, f"milestone_release:{milestone.milestone_ref}", cause)
+            error = self._provider_error("the provider refused the milestone payment", cause)
+            return MilestonePaid(
+                milestone_id=milestone.id,
+                status=self.milestones[milestone.id],
+                error_code=error.type,
+                error_message=error.message,
+                error_details=error.details[0] if error.details else {},
+            )
+        return MilestonePaid(milestone_id=milestone.id, status=MilestoneStatus.RELEASED)
+
+    async def _pay_milestone(self, milestone: MilestoneInput, caller: Caller) -> str:
+        """Approve (unless already approved) and release one milestone: on chain, then its keyed credit."""
+        assert self.plan is not None
+        per = {**self._escrow_call(self.plan), "milestone_id": milestone.id, "milestone_index": milestone.position}
+        step = MilestoneStep(milestone_id=milestone.id, order_id=self.order.id, caller=caller)
+        if self.milestones[milestone.id] != MilestoneStatus.APPROVED:
+            await provider_step("escrow_call", EscrowCallInput(kind="approve", **per), ChainDone)
+            await db_step("milestone_approved", step, OrderOutcome)
+            self.milestones[milestone.id] = MilestoneStatus.APPROVED
+        done = await provider_step("escrow_call", EscrowCallInput(kind="release", **per), ChainDone)
+        step.tx_hash = done.tx_hash
+        await db_step("milestone_released", step, OrderOutcome)
+        self.milestones[milestone.id] = MilestoneStatus.RELEASED
+        workflow.set_current_details(self._summary())
+        return done.tx_hash
 
     # disputes ------------------------------------------------------------------------------
 
     @workflow.update
     async def open_dispute(self, req: OpenDispute) -> OrderOutcome:
         async with self.lock:
+            self._check_open_dispute(req)
             dispute = await db_step("dispute_open", req, DisputeInput)
-            self._moved("DISPUTED")
-            await self._notify_milestones("DISPUTED")
+            dispute.first_round = self.chain_round
+            self._moved(OrderStatus.DISPUTED)
+            await self._notify_milestones(OrderStatus.DISPUTED)
             self.dispute = await workflow.start_child_workflow(
                 DisputeWorkflow.run,
                 dispute,
@@ -266,26 +345,22 @@ class OrderWorkflow:
     @workflow.signal
     async def dispute_settled(self, outcome: DisputeOutcome) -> None:
         """The dispute child settled the escrow and closed the order's record."""
-        for milestone_id, state in self.milestones.items():
-            if state != "RELEASED":
-                self.milestones[milestone_id] = "CANCELED"
-                await workflow.get_external_workflow_handle(milestone_id).signal(
-                    "settled_by_order", MilestoneOutcome(milestone_id=milestone_id, status="CANCELED")
-                )
-        self._moved("CLOSED")
+        for milestone_id, state in list(self.milestones.items()):
+            if state not in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
+                await self._settle_milestone(milestone_id, MilestoneStatus.CANCELED)
+        self._moved(OrderStatus.CLOSED)
 
     # release / refund ------------------------------------------------------------------
 
     @workflow.update
     async def release(self, req: Settle) -> OrderOutcome:
         async with self.lock:
-            if self.status != "IN_PROGRESS":  # the last milestone closed the order meanwhile
-                return OrderOutcome(order_id=self.order.id, status=self.status)
+            self._check_release(req)
             plan = await db_step(
                 "settlement_requested", self._step(req.caller, reason=req.reason, operation="release"), EscrowPlan
             )
-            self._moved("RELEASE_REQUESTED")
-            await self._notify_milestones("RELEASE_REQUESTED")
+            self._moved(OrderStatus.RELEASE_REQUESTED)
+            await self._notify_milestones(OrderStatus.RELEASE_REQUESTED)
             try:
                 tx_hash = await self._pay_seller(plan, req.caller)
             except ActivityError as exc:
@@ -296,7 +371,9 @@ class OrderWorkflow:
     @release.validator
     def _check_release(self, req: Settle) -> None:
         require(ORDER, "release", self.status, self.order.id)
-        incomplete = [m.milestone_ref for m in self.order.milestones if self.milestones.get(m.id) == "OPEN"]
+        incomplete = [
+            m.milestone_ref for m in self.order.milestones if self.milestones.get(m.id) == MilestoneStatus.OPEN
+        ]
         if incomplete:
             raise refusal(
                 OfferhubError(
@@ -312,7 +389,7 @@ class OrderWorkflow:
             )
 
     def _escrow_call(self, plan: EscrowPlan) -> dict[str, Any]:
-        """What every escrow_call of this order names: the order, its escrow and its parties."""
+        """What every escrow_call of this order names: the order, its escrow, its parties, the round."""
         assert plan.contract_id is not None
         return {
             "order_id": self.order.id,
@@ -321,35 +398,24 @@ class OrderWorkflow:
             "escrow_type": plan.escrow_type,
             "buyer_id": self.order.buyer_id,
             "seller_id": self.order.seller_id,
+            "round": self.chain_round,
         }
 
     async def _pay_seller(self, plan: EscrowPlan, caller: Caller) -> str | None:
-        call = self._escrow_call(plan)
         if not self.order.milestones:
+            call = self._escrow_call(plan)
             for kind in ("complete", "approve", "release"):
                 done = await provider_step(
                     "escrow_call", EscrowCallInput(kind=kind, milestone_index=0, **call), ChainDone
                 )
             return done.tx_hash
-        from models.orders_io import MilestoneStep
-
+        self.plan = plan
         tx_hash = None
         for milestone in self.order.milestones:
-            if self.milestones[milestone.id] == "RELEASED":
+            if self.milestones[milestone.id] == MilestoneStatus.RELEASED:
                 continue
-            per = {**call, "milestone_id": milestone.id, "milestone_index": milestone.position}
-            step = MilestoneStep(milestone_id=milestone.id, order_id=self.order.id, caller=caller)
-            if self.milestones[milestone.id] != "APPROVED":
-                await provider_step("escrow_call", EscrowCallInput(kind="approve", **per), ChainDone)
-                await db_step("milestone_approved", step, OrderOutcome)
-                self.milestones[milestone.id] = "APPROVED"
-            done = await provider_step("escrow_call", EscrowCallInput(kind="release", **per), ChainDone)
-            step.tx_hash = tx_hash = done.tx_hash
-            await db_step("milestone_released", step, OrderOutcome)
-            self.milestones[milestone.id] = "RELEASED"
-            await workflow.get_external_workflow_handle(milestone.id).signal(
-                "settled_by_order", MilestoneOutcome(milestone_id=milestone.id, status="RELEASED")
-            )
+            tx_hash = await self._pay_milestone(milestone, caller)
+            await self._settle_milestone(milestone.id, MilestoneStatus.RELEASED)
         return tx_hash
 
     async def _close_released(self, caller: Caller, *, reason: str | None, tx_hash: str | None = None) -> None:
@@ -359,39 +425,20 @@ class OrderWorkflow:
     @workflow.update
     async def refund(self, req: Settle) -> OrderOutcome:
         async with self.lock:
+            self._check_refund(req)
             plan = await db_step(
                 "settlement_requested", self._step(req.caller, reason=req.reason, operation="refund"), EscrowPlan
             )
-            self._moved("REFUND_REQUESTED")
-            await self._notify_milestones("REFUND_REQUESTED")
-            call = self._escrow_call(plan)
-            tx_hash = None
+            self._moved(OrderStatus.REFUND_REQUESTED)
+            await self._notify_milestones(OrderStatus.REFUND_REQUESTED)
             try:
-                if not self.order.milestones:
-                    await provider_step("escrow_call", EscrowCallInput(kind="dispute", **call), ChainDone)
-                    remaining = plan.amount
-                    done = await provider_step(
-                        "escrow_call", EscrowCallInput(kind="resolve", to_buyer=remaining, **call), ChainDone
-                    )
-                    tx_hash = done.tx_hash
-                for milestone in self.order.milestones:
-                    if self.milestones[milestone.id] == "RELEASED":
-                        continue
-                    per = {**call, "milestone_id": milestone.id, "milestone_index": milestone.position}
-                    await provider_step("escrow_call", EscrowCallInput(kind="dispute", **per), ChainDone)
-                    done = await provider_step(
-                        "escrow_call", EscrowCallInput(kind="resolve", to_buyer=milestone.amount, **per), ChainDone
-                    )
-                    tx_hash = done.tx_hash
+                tx_hash = await self._return_to_buyer(plan, req.caller)
             except ActivityError as exc:
                 await self._settlement_failed(req.caller, "refund", business_cause(exc))
             outcome = await db_step("order_refunded", self._step(req.caller, tx_hash=tx_hash), OrderOutcome)
-            for milestone_id, state in self.milestones.items():
-                if state != "RELEASED":
-                    self.milestones[milestone_id] = "CANCELED"
-                    await workflow.get_external_workflow_handle(milestone_id).signal(
-                        "settled_by_order", MilestoneOutcome(milestone_id=milestone_id, status="CANCELED")
-                    )
+            for milestone_id, state in list(self.milestones.items()):
+                if state != MilestoneStatus.RELEASED and state != MilestoneStatus.CANCELED:
+                    await self._settle_milestone(milestone_id, MilestoneStatus.CANCELED)
             self._moved(outcome.status)
             return outcome
 
@@ -399,24 +446,60 @@ class OrderWorkflow:
     def _check_refund(self, req: Settle) -> None:
         require(ORDER, "refund", self.status, self.order.id)
 
-    async def _settlement_failed(self, caller: Caller, operation: str, cause: Exception) -> None:
-        message = str(cause)
-        code = getattr(cause, "type", None) or "PROVIDER_ERROR"
+    async def _return_to_buyer(self, plan: EscrowPlan, caller: Caller) -> str | None:
+        """Dispute and resolve everything still in escrow to the buyer. Milestone by milestone,
+        each refund is credited as it lands, so a failure at milestone k keeps 0..k-1 recorded."""
+        call = self._escrow_call(plan)
+        if not self.order.milestones:
+            await provider_step("escrow_call", EscrowCallInput(kind="dispute", **call), ChainDone)
+            done = await provider_step(
+                "escrow_call", EscrowCallInput(kind="resolve", to_buyer=plan.amount, **call), ChainDone
+            )
+            return done.tx_hash
+        tx_hash = None
+        for milestone in self.order.milestones:
+            if self.milestones[milestone.id] in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
+                continue
+            per = {**call, "milestone_id": milestone.id, "milestone_index": milestone.position}
+            await provider_step("escrow_call", EscrowCallInput(kind="dispute", **per), ChainDone)
+            done = await provider_step(
+                "escrow_call", EscrowCallInput(kind="resolve", to_buyer=milestone.amount, **per), ChainDone
+            )
+            tx_hash = done.tx_hash
+            step = MilestoneStep(milestone_id=milestone.id, order_id=self.order.id, caller=caller, tx_hash=tx_hash)
+            await db_step("milestone_refunded", step, OrderOutcome)
+            await self._settle_milestone(milestone.id, MilestoneStatus.CANCELED)
+        return tx_hash
+
+    async def _settlement_failed(self, caller: Caller, operation: str, cause: ApplicationError) -> None:
         outcome = await db_step(
             "settlement_failed",
-            self._step(caller, operation=operation, error_code=code, error_message=message),
+            self._step(
+                caller, operation=operation, error_code=cause.type or "PROVIDER_ERROR", error_message=cause.message
+            ),
             OrderOutcome,
         )
         self._moved(outcome.status)
-        await self._notify_milestones("IN_PROGRESS")
-        raise refusal(
+        self.chain_round += 1  # a retried release or refund is a new round of its chain steps
+        await self._notify_milestones(OrderStatus.IN_PROGRESS)
+        raise self._provider_error(f"the {operation} was refused by the provider", cause)
+
+    async def _step_failed(self, caller: Caller, operation: str, cause: ApplicationError) -> None:
+        """A step that failed for good without changing the order's status: `last_error` and audit."""
+        await db_step(
+            "order_step_failed",
+            self._step(
+                caller, operation=operation, error_code=cause.type or "PROVIDER_ERROR", error_message=cause.message
+            ),
+            OrderOutcome,
+        )
+        self.chain_round += 1
+
+    def _provider_error(self, message: str, cause: ApplicationError) -> ApplicationError:
+        return refusal(
             OfferhubError(
                 ErrorCode.PROVIDER_ERROR,
-                f"the {operation} was refused by the provider",
-                {
-                    "provider": "trustless_work",
-                    "provider_message": message,
-                    "order_id": self.order.id,
-                },
+                message,
+                {"provider": "trustless_work", "provider_message": cause.message, "order_id": self.order.id},
             )
         )

@@ -82,7 +82,9 @@ class ChainStep:
     source: SealedWallet
     build: Callable[[int], Awaitable[str]]
     cosigners: list[SealedWallet] = field(default_factory=list)
-    retry_after_failure: bool = False
+    # keys of the earlier rounds of this step (a retry after a failure for good runs under a
+    # new key): one that was confirmed is the step's answer, so nothing is paid twice
+    earlier_keys: list[str] = field(default_factory=list)
 
 
 class ChainSubmitter:
@@ -106,13 +108,23 @@ class ChainSubmitter:
         self.fee_float = fee_float  # step 3: keeps user and agent wallets able to pay their fees
 
     async def run(self, step: ChainStep) -> ChainResult:
+        for key in step.earlier_keys:
+            earlier = await self.store.latest(key)
+            if earlier is not None and earlier.status == "CONFIRMED":
+                return _result(earlier)
+            if earlier is not None and earlier.status in ("SIGNED", "SUBMITTED"):
+                # never expected (a round ends only when its attempt failed or died), but a
+                # new attempt is never built while an earlier one might still land
+                resolved = await self._resolve(step, earlier)
+                if resolved is not None:
+                    return resolved
         fee_multiplier = 1
         for _ in range(MAX_ROUNDS):
             latest = await self.store.latest(step.operation_key)
             if latest is not None and latest.status == "CONFIRMED":
                 return _result(latest)
-            if latest is not None and latest.status == "FAILED" and not step.retry_after_failure:
-                raise _failed(latest)
+            if latest is not None and latest.status == "FAILED":
+                raise _failed(latest)  # applied and failed: only a new round (a new key) tries again
             if latest is not None and latest.status in ("SIGNED", "SUBMITTED"):
                 resolved = await self._resolve(step, latest)
                 if resolved is not None:

@@ -42,7 +42,14 @@ class TrustlessWorkEscrow:
         self.usdc_issuer = usdc_issuer
 
     async def _step(
-        self, purpose: str, key: str, resource: tuple[str, str], signer: WalletRef, path: str, body: dict[str, Any]
+        self,
+        purpose: str,
+        key: str,
+        resource: tuple[str, str],
+        signer: WalletRef,
+        path: str,
+        body: dict[str, Any],
+        earlier_keys: list[str] | None = None,
     ) -> ChainResult:
         wallet = await self.wallets(signer)
         if wallet.public_key != signer.public_key:
@@ -64,6 +71,7 @@ class TrustlessWorkEscrow:
                 via="trustless_work",
                 source=wallet,
                 build=build,
+                earlier_keys=earlier_keys or [],
             )
         )
 
@@ -140,7 +148,9 @@ class TrustlessWorkEscrow:
         body: dict[str, Any],
         payouts: list[EscrowPayout] | None = None,
     ) -> EscrowStep:
-        result = await self._step(purpose, req.operation_key, ("escrow", req.contract_id), signer, path, body)
+        result = await self._step(
+            purpose, req.operation_key, ("escrow", req.contract_id), signer, path, body, req.earlier_keys
+        )
         return self._done(req, result, req.contract_id, payouts)
 
     @staticmethod
