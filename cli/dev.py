@@ -3,6 +3,11 @@
 PostgreSQL, Redis and Temporal come from pip wheels (cli/stack.py) unless DATABASE_URL,
 REDIS_URL or TEMPORAL_ADDRESS point at existing services. The sandbox, worker and API run
 as supervised children: one that dies is restarted with backoff (1 s doubling to 30 s).
+
+Everything that must survive a restart lives under `.data/`: PostgreSQL, Temporal's SQLite
+file, the generated secrets and the sandbox's chain (`SANDBOX_DB`), so a second `make dev`
+resumes where the first stopped. A variable already in the environment always wins over
+`.data/secrets.env` and over the sandbox values written here.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,44 +36,61 @@ from cli.stack import (
 
 API_PORT, SANDBOX_PORT, TEMPORAL_PORT, TEMPORAL_UI_PORT, REDIS_PORT = 4000, 8700, 7233, 8233, 6379
 HEALTH_DEADLINE_SECONDS = 60
+# what `make dev` invents when neither the environment nor `.data/secrets.env` has it
+SECRET_GENERATORS: dict[str, Callable[[], str]] = {
+    "OFFERHUB_MASTER_KEY": lambda: "ohk_master_" + secrets.token_urlsafe(32),
+    "WALLET_ENCRYPTION_KEY": lambda: secrets.token_hex(32),
+}
+# the sandbox's chain, beside the PostgreSQL that records the wallets living on it
+SANDBOX_DB_PATH = Path("sandbox") / "chain.db"
+NEW_CHAIN_BESIDE_OLD_DATABASE = (
+    "the sandbox starts a new chain beside an existing database (a .data/ from before the sandbox kept "
+    "its chain?): wallets recorded there are not on it; `offerhub dev --reset` starts over"
+)
 
 
-def load_secrets(path: Path) -> dict[str, str]:
-    """Generated once per `.data/`, so a second `make dev` keeps its keys and wallets readable."""
+def load_secrets(path: Path, preset: Collection[str] = ()) -> dict[str, str]:
+    """The secrets of `.data/secrets.env`, generating (once per `.data/`) those it lacks.
+
+    A second `make dev` reads the same keys, so its wallets stay readable. A name in
+    `preset` (already in the environment) is never generated: the environment wins and the
+    file only fills what is unset.
+    """
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             name, _, value = line.partition("=")
             if name and value:
                 values[name.strip()] = value.strip()
-    changed = False
-    generated = {
-        "OFFERHUB_MASTER_KEY": "ohk_master_" + secrets.token_urlsafe(32),
-        "WALLET_ENCRYPTION_KEY": secrets.token_hex(32),
-    }
-    for name, value in generated.items():
-        if name not in values:
-            values[name] = value
-            changed = True
-    if changed:
+    missing = [name for name in SECRET_GENERATORS if name not in values and name not in preset]
+    for name in missing:
+        values[name] = SECRET_GENERATORS[name]()
+    if missing:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         path.chmod(0o600)
     return values
 
 
-def sandbox_env(api_port: int, sandbox_port: int) -> dict[str, str]:
-    """Product settings that point every provider client at the local sandbox (providers.md §5.1)."""
+def sandbox_env(
+    api_port: int, sandbox_port: int, *, seed: str | None = None, passphrase: str | None = None
+) -> dict[str, str]:
+    """Product settings that point every provider client at the local sandbox (providers.md §5.1).
+
+    `seed` and `passphrase` are the sandbox's (`SANDBOX_SEED`, `SANDBOX_NETWORK_PASSPHRASE`):
+    the USDC issuer is derived from the seed exactly as the sandbox's genesis derives it.
+    """
     from sandbox.core import DEFAULTS
     from sandbox.world import derived_keypair
 
     base = f"http://{LOOPBACK}:{sandbox_port}"
+    seed = seed or DEFAULTS["SANDBOX_SEED"]
     return {
         "STELLAR_NETWORK": "testnet",
-        "STELLAR_NETWORK_PASSPHRASE": DEFAULTS["SANDBOX_NETWORK_PASSPHRASE"],
+        "STELLAR_NETWORK_PASSPHRASE": passphrase or DEFAULTS["SANDBOX_NETWORK_PASSPHRASE"],
         "STELLAR_HORIZON_URL": f"{base}/horizon",
         "STELLAR_FRIENDBOT_URL": f"{base}/friendbot",
-        "STELLAR_USDC_ISSUER": derived_keypair(DEFAULTS["SANDBOX_SEED"], "usdc-issuer").public_key,
+        "STELLAR_USDC_ISSUER": derived_keypair(seed, "usdc-issuer").public_key,
         "TRUSTLESS_WORK_BASE_URL": f"{base}/tw",
         "TRUSTLESS_WORK_API_KEY": DEFAULTS["SANDBOX_TW_API_KEY"],
         "TRUSTLESS_WORK_WEBHOOK_SECRET": DEFAULTS["SANDBOX_TW_WEBHOOK_SECRET"],
@@ -88,6 +111,16 @@ def sandbox_env(api_port: int, sandbox_port: int) -> dict[str, str]:
     }
 
 
+def port_from_env(name: str, default: int) -> int:
+    """A port the operator (or a test) chose through the environment, else the fixed default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"{name} must be a TCP port, got {value!r}")
+    return int(value)
+
+
 @dataclass
 class Child:
     name: str
@@ -106,8 +139,15 @@ class Child:
 class DevStack:
     root: Path
     provider: str
-    api_port: int = API_PORT
-    sandbox_port: int = SANDBOX_PORT
+    # API_PORT and SANDBOX_PORT are the product's own settings; the embedded services'
+    # ports have dev-only names (tests run a second stack beside an operator's)
+    api_port: int = field(default_factory=lambda: port_from_env("API_PORT", API_PORT))
+    sandbox_port: int = field(default_factory=lambda: port_from_env("SANDBOX_PORT", SANDBOX_PORT))
+    redis_port: int = field(default_factory=lambda: port_from_env("OFFERHUB_DEV_REDIS_PORT", REDIS_PORT))
+    temporal_port: int = field(default_factory=lambda: port_from_env("OFFERHUB_DEV_TEMPORAL_PORT", TEMPORAL_PORT))
+    temporal_ui_port: int = field(
+        default_factory=lambda: port_from_env("OFFERHUB_DEV_TEMPORAL_UI_PORT", TEMPORAL_UI_PORT)
+    )
     children: list[Child] = field(default_factory=list)
     services: list[object] = field(default_factory=list)
 
@@ -116,22 +156,39 @@ class DevStack:
         return self.root / ".data"
 
     def environment(self) -> dict[str, str]:
+        """The children's settings: the environment first, then `.data/secrets.env`, then ours."""
         env = dict(os.environ)
-        env.update(load_secrets(self.data / "secrets.env"))
-        for name, value in sandbox_env(self.api_port, self.sandbox_port).items():
+        stored = load_secrets(self.data / "secrets.env", preset=env.keys())
+        for name, value in stored.items():
+            if name in env and env[name] != value:
+                print(f"{name} from the environment (not the one in .data/secrets.env)", flush=True)
             env.setdefault(name, value)
+        sandbox = sandbox_env(
+            self.api_port,
+            self.sandbox_port,
+            seed=env.get("SANDBOX_SEED"),
+            passphrase=env.get("SANDBOX_NETWORK_PASSPHRASE"),
+        )
+        for name, value in sandbox.items():
+            env.setdefault(name, value)
+        if "SANDBOX_DB" not in env:
+            chain = self.data / SANDBOX_DB_PATH
+            if not chain.exists() and (self.data / "postgres" / "PG_VERSION").exists():
+                print(f"warning: {NEW_CHAIN_BESIDE_OLD_DATABASE}", flush=True)
+            chain.parent.mkdir(parents=True, exist_ok=True)
+            env["SANDBOX_DB"] = str(chain)
         env["PAYMENT_PROVIDER"] = self.provider
-        env.setdefault("API_PORT", str(self.api_port))
+        env["API_PORT"] = str(self.api_port)
         if "DATABASE_URL" not in os.environ:
             pg = EmbeddedPostgres(self.data / "postgres")
             env["DATABASE_URL"] = pg.start()
             self.services.append(pg)
         if "REDIS_URL" not in os.environ:
-            redis = EmbeddedRedis(self.data / "redis", REDIS_PORT)
+            redis = EmbeddedRedis(self.data / "redis", self.redis_port)
             env["REDIS_URL"] = redis.start()
             self.services.append(redis)
         if "TEMPORAL_ADDRESS" not in os.environ:
-            temporal = EmbeddedTemporal(self.data / "temporal", TEMPORAL_PORT, TEMPORAL_UI_PORT)
+            temporal = EmbeddedTemporal(self.data / "temporal", self.temporal_port, self.temporal_ui_port)
             env["TEMPORAL_ADDRESS"] = temporal.start()
             self.services.append(temporal)
         return env
@@ -190,6 +247,8 @@ class DevStack:
             time.sleep(0.5)
         else:
             print(f"warning: the stack is not healthy yet: {report.get('checks')}", flush=True)
+            if "not on the chain" in str(report.get("checks")):
+                print(f"warning: {NEW_CHAIN_BESIDE_OLD_DATABASE}", flush=True)
         created = httpx.post(
             f"{base}/auth/api-keys",
             json={"name": f"dev-{time.strftime('%Y%m%d-%H%M%S')}", "scopes": ["read", "write", "support"]},
@@ -200,7 +259,8 @@ class DevStack:
         return str(created.json()["key"])
 
     def _banner(self, key: str, seconds: float) -> None:
-        ui = "" if "TEMPORAL_ADDRESS" in os.environ else f"http://{LOOPBACK}:{TEMPORAL_UI_PORT}"
+        ui = "" if "TEMPORAL_ADDRESS" in os.environ else f"http://{LOOPBACK}:{self.temporal_ui_port}"
+        master = "from the environment" if "OFFERHUB_MASTER_KEY" in os.environ else "in .data/secrets.env"
         print(
             "\nOFFER-HUB Orchestrator is running "
             f"({self.provider} mode, ready in {seconds:.1f} s)\n"
@@ -209,7 +269,7 @@ class DevStack:
             f"  Temporal UI   {ui or '(external Temporal: see its own UI)'}\n"
             f"  Sandbox       http://{LOOPBACK}:{self.sandbox_port}/_sandbox/docs\n"
             f"  API key       {key}   (read, write, support; shown once)\n"
-            f"  Master key    in .data/secrets.env\n"
+            f"  Master key    {master}\n"
             f"  Logs          .data/logs/\n"
             "Press Ctrl-C to stop.",
             flush=True,

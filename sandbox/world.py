@@ -14,6 +14,7 @@ import copy
 import hashlib
 import pickle
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -224,6 +225,17 @@ class World:
         loaded = self._load()
         if loaded is not None:
             self.state = loaded
+            # where the orchestrator listens is the environment's to say, not the snapshot's
+            self.state.settings.webhooks.update(webhook_settings)
+            if loaded.seed != seed:
+                # the chain is kept (it holds balances); its issuer is the stored seed's, which
+                # the orchestrator's health check reports if STELLAR_USDC_ISSUER disagrees
+                print(
+                    f"sandbox: {db_path} holds a chain made from SANDBOX_SEED={loaded.seed!r}, not {seed!r}; "
+                    "resuming it (delete the file to start from the new seed)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         else:
             self.state = State(seed=seed, passphrase=passphrase)
             self.state.settings.webhooks = dict(webhook_settings)

@@ -1,4 +1,10 @@
-"""`GET /health` (dependencies, 503 when degraded) and `GET /health/live` (bare probe)."""
+"""`GET /health` (dependencies, 503 when degraded) and `GET /health/live` (bare probe).
+
+The `stellar_horizon` check also proves that the chain holds what PostgreSQL says it
+holds: the USDC issuer and every platform wallet recorded as activated. A new chain beside
+an old database (a sandbox restarted without its snapshot) fails there by name, instead of
+every new wallet staying PENDING behind a healthy report.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlmodel import col
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -17,13 +24,18 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from api.errors import ApiJSONResponse
 from api.policy import Access, GuardedRoute, ServicesDep, policy
 from api.services import Services
+from models.tables import Wallet
 from models.timefmt import iso, utcnow
 from providers import health as probes
-from settings import VERSION
+from providers.stellar.horizon import usdc_balance_stroops
+from settings import VERSION, Settings
 
 router = APIRouter(route_class=GuardedRoute, tags=["health"])
 PROVIDER_CACHE_SECONDS = 10.0
 _provider_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+# accounts do not vanish from a live chain: once seen, they are looked up again only this often
+CHAIN_ACCOUNTS_CACHE_SECONDS = 300.0
+_chain_accounts_seen: dict[str, float] = {}  # Horizon URL -> when every expected account was last found
 
 
 async def _timed(check: Callable[[], Awaitable[None]], timeout: float) -> dict[str, Any]:
@@ -74,6 +86,64 @@ async def _temporal(services: Services) -> None:
         raise probes.ProbeFailed("no worker is polling the task queue")
 
 
+async def _recorded_platform_wallets(services: Services) -> list[tuple[str, str]]:
+    """(purpose, public key) of the platform wallets PostgreSQL records as activated (READY)."""
+    async with services.sessions() as session:
+        rows = await session.execute(
+            select(col(Wallet.purpose), col(Wallet.public_key))
+            .where(col(Wallet.user_id).is_(None), col(Wallet.is_active).is_(True), col(Wallet.status) == "READY")
+            .order_by(col(Wallet.purpose))
+        )
+    return [(str(purpose), str(key)) for purpose, key in rows.all()]
+
+
+async def _horizon_account(http: httpx.AsyncClient, settings: Settings, account_id: str) -> dict[str, Any] | None:
+    response = await http.get(f"{settings.horizon_url}/accounts/{account_id}")
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise probes.ProbeFailed(f"HTTP {response.status_code} on an account lookup")
+    account: dict[str, Any] = response.json()
+    return account
+
+
+async def _chain_accounts(services: Services, http: httpx.AsyncClient) -> None:
+    """The USDC issuer and every recorded platform wallet (with its USDC trustline) exist on the chain."""
+    settings = services.settings
+    seen = _chain_accounts_seen.get(settings.horizon_url)
+    if seen is not None and time.monotonic() - seen < CHAIN_ACCOUNTS_CACHE_SECONDS:
+        return
+    try:
+        wallets: list[tuple[str, str]] | None = await _recorded_platform_wallets(services)
+    except Exception:  # the database check reports it; the chain is still checked for the issuer
+        wallets = None
+    expected = [("USDC issuer", settings.usdc_issuer), *(wallets or [])]
+    accounts = await asyncio.gather(*(_horizon_account(http, settings, key) for _, key in expected))
+    problems: list[str] = []
+    if accounts[0] is None:
+        problems.append("USDC issuer (STELLAR_USDC_ISSUER) not on the chain")
+    missing = [purpose for (purpose, _), account in zip(expected[1:], accounts[1:], strict=True) if account is None]
+    if missing:
+        problems.append(f"platform wallets not on the chain: {', '.join(missing)}")
+    untrusting = [
+        purpose
+        for (purpose, _), account in zip(expected[1:], accounts[1:], strict=True)
+        if account is not None
+        and usdc_balance_stroops(account, settings.stellar_usdc_asset_code, settings.usdc_issuer) is None
+    ]
+    if untrusting:
+        problems.append(f"platform wallets without a USDC trustline: {', '.join(untrusting)}")
+    if problems:
+        raise probes.ProbeFailed("; ".join(problems))
+    if wallets is not None:
+        _chain_accounts_seen[settings.horizon_url] = time.monotonic()
+
+
+async def _stellar(services: Services, http: httpx.AsyncClient) -> None:
+    await probes.probe_horizon(http, services.settings)
+    await _chain_accounts(services, http)
+
+
 SKIPPED = {"status": "skipped", "latency_ms": None, "error": None}
 
 
@@ -86,7 +156,7 @@ async def health_report(services: Services) -> dict[str, Any]:
             _timed(lambda: _database(services), timeout),
             _timed(lambda: _redis(services), timeout),
             _timed(lambda: _temporal(services), timeout),
-            _cached_provider("stellar_horizon", lambda: probes.probe_horizon(http, settings), timeout),
+            _cached_provider("stellar_horizon", lambda: _stellar(services, http), timeout),
             _cached_provider("trustless_work", lambda: probes.probe_trustless_work(http, settings), timeout),
         ]
         if settings.payment_provider == "airtm":
