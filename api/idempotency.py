@@ -73,6 +73,7 @@ class StoredResponse:
     status: int
     body: Any
     location: str | None
+    resource_id: str | None = None  # the ID the request allocated (a create's), for re-reading a `202`
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class IdempotencyStore:
         if cached is not None:
             if cached["fingerprint"] != fingerprint:
                 raise _reused(key)
-            return StoredResponse(cached["status"], cached["body"], cached["location"])
+            return StoredResponse(cached["status"], cached["body"], cached["location"], cached.get("resource_id"))
 
         now = utcnow()
         expires_at = now + timedelta(seconds=retention_seconds) if retention_seconds is not None else None
@@ -169,7 +170,9 @@ class IdempotencyStore:
                 raise _reused(key)
             if record.status == "COMPLETED":
                 assert record.response_status is not None
-                return StoredResponse(record.response_status, record.response_body, record.response_location)
+                return StoredResponse(
+                    record.response_status, record.response_body, record.response_location, record.resource_id
+                )
             if record.locked_until is not None and record.locked_until > now:
                 raise _in_progress(key)
             # the holder crashed or released the key: take it, reusing the allocated ID
@@ -247,6 +250,7 @@ class IdempotencyStore:
             "status": response.status,
             "body": response.body,
             "location": response.location,
+            "resource_id": response.resource_id,
         }
         try:
             await self.services.redis.set(_redis_key(namespace, key), json.dumps(payload), ex=ttl)

@@ -10,6 +10,7 @@ FastAPI parses the body, so an unauthenticated or replayed request never reaches
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,14 +20,18 @@ from fastapi import Depends, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import auth, ratelimit
 from api.auth import Credential
-from api.errors import error_response, validation_error
-from api.idempotency import Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
+from api.errors import ApiJSONResponse, error_response, internal_error, validation_error
+from api.idempotency import KEY_PATTERN, Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
+from api.repositories.locations import at_location
 from api.services import Services
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, new_id
+
+log = logging.getLogger("offerhub.api")
 
 API_PREFIX = "/api/v1"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -199,6 +204,20 @@ def _response_body(response: Response) -> Any:
         return None
 
 
+def _without_secrets(body: Any, secret_fields: tuple[str, ...]) -> Any:
+    if isinstance(body, dict):
+        return {name: (None if name in secret_fields else value) for name, value in body.items()}
+    return body
+
+
+def _echoed_key(request: Request) -> str | None:
+    """The Idempotency-Key every answer to a keyed request echoes (a malformed one is not echoed)."""
+    value = request.headers.get("idempotency-key")
+    if request.method in STATE_CHANGING and value is not None and KEY_PATTERN.fullmatch(value):
+        return value
+    return None
+
+
 def route_policy(endpoint: Callable[..., Any]) -> RoutePolicy:
     """The rules a handler declared with `@policy` (public and unkeyed when it declared none)."""
     rule = getattr(endpoint, "__offerhub_policy__", None)
@@ -257,8 +276,18 @@ class GuardedRoute(APIRoute):
             except OfferhubError as exc:
                 response = error_response(exc)
                 limit_headers = {**limit_headers, **exc.headers}
+            except StarletteHTTPException:
+                raise  # the framework's own errors keep their handler
+            except Exception:
+                # the middleware's last-resort 500, answered here so a keyed request's echo is kept
+                request_id = getattr(request.state, "request_id", None)
+                log.exception("unhandled error", extra={"request_id": request_id})
+                response = error_response(internal_error(request_id))
             for name, value in limit_headers.items():
                 response.headers.setdefault(name, value)
+            echoed = _echoed_key(request)
+            if echoed is not None:
+                response.headers["X-Idempotency-Key"] = echoed
             return response
 
         return handler
@@ -303,12 +332,11 @@ class GuardedRoute(APIRoute):
             new_resource_id=new_id(rule.creates) if rule.creates else None,
         )
         if isinstance(outcome, StoredResponse):
-            from api.errors import ApiJSONResponse
-
+            status, body = await self._replayed(services, outcome, rule)
             headers = {"Idempotent-Replayed": "true", "X-Idempotency-Key": key}
             if outcome.location:
                 headers["Location"] = outcome.location
-            return ApiJSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+            return ApiJSONResponse(body, status_code=status, headers=headers)
         assert isinstance(outcome, Execute)
         request.state.allocated_id = outcome.resource_id
         try:
@@ -323,15 +351,20 @@ class GuardedRoute(APIRoute):
                 retention_seconds=retention,
             )
             raise
-        body = _response_body(response)
-        if isinstance(body, dict):
-            body = {name: (None if name in rule.secret_fields else value) for name, value in body.items()}
+        body = _without_secrets(_response_body(response), rule.secret_fields)
+        stored = StoredResponse(response.status_code, body, response.headers.get("location"), outcome.resource_id)
         await store.finish(
-            namespace=credential.namespace,
-            key=key,
-            fingerprint=fp,
-            response=StoredResponse(response.status_code, body, response.headers.get("location")),
-            retention_seconds=retention,
+            namespace=credential.namespace, key=key, fingerprint=fp, response=stored, retention_seconds=retention
         )
         response.headers["X-Idempotency-Key"] = key
         return response
+
+    async def _replayed(self, services: Services, stored: StoredResponse, rule: RoutePolicy) -> tuple[int, Any]:
+        """The stored answer; a stored `202` is the resource at its Location as it is now."""
+        if stored.status != 202 or not stored.location:
+            return stored.status, stored.body
+        async with services.sessions() as session:
+            current = await at_location(session, stored.location, stored.resource_id)
+        if current is None:  # not recorded yet (a dispute whose opening is still queued)
+            return 202, stored.body
+        return (200 if current.finished else 202), _without_secrets(current.body, rule.secret_fields)

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateStage
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.policy import RequestContext
@@ -38,8 +38,13 @@ def update_id(context: RequestContext, workflow_id: str, update: str) -> str | N
 
 
 def failure(exc: BaseException, request_id: str) -> OfferhubError:
-    """A failed Update (validator refusal or handler error) as the catalog error."""
-    cause = exc.cause if isinstance(exc, WorkflowUpdateFailedError) else exc
+    """A failed Update (validator refusal or handler error) as the catalog error.
+
+    A handler that let an activity's business error through fails with the ActivityError:
+    its cause is the activity's ApplicationError, whose type is the catalog code."""
+    cause: BaseException | None = exc.cause if isinstance(exc, WorkflowUpdateFailedError) else exc
+    if isinstance(cause, ActivityError):
+        cause = cause.cause
     if isinstance(cause, ApplicationError) and cause.type:
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
         try:

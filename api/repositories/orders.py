@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,6 +16,8 @@ from models.tables import Dispute, Escrow, Milestone, Order
 from models.timefmt import iso
 
 IN_ESCROW_STATES = ("FUNDED", "RELEASING", "REFUNDING", "DISPUTED")
+# an order in one of these has a provider step in flight (ESCROW_FUNDING only while its escrow is FUNDING)
+IN_FLIGHT_STATES = ("ESCROW_CREATING", "RELEASE_REQUESTED", "REFUND_REQUESTED")
 
 
 def not_found(order_id: str) -> OfferhubError:
@@ -136,6 +138,34 @@ async def load(session: AsyncSession, order_id: str) -> Order:
 
 async def view(session: AsyncSession, order_id: str) -> dict[str, Any]:
     return (await views(session, [await load(session, order_id)]))[0]
+
+
+def in_flight(order: Order, escrow: Escrow | None) -> bool:
+    """The order's last action is still running (its `202` is not final yet)."""
+    funding = order.status == "ESCROW_FUNDING" and escrow is not None and escrow.status == "FUNDING"
+    return order.status in IN_FLIGHT_STATES or funding
+
+
+async def live_escrow(session: AsyncSession, order_id: str) -> Escrow | None:
+    query = select(Escrow).where(col(Escrow.order_id) == order_id, col(Escrow.discarded_at).is_(None))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def claim_client_order_ref(session: AsyncSession, ref: str) -> None:
+    """Serialise creates of one `client_order_ref` until the open transaction ends.
+
+    The holder checks the ref and creates its order (committed by the workflow's `created`
+    Update) before it lets go, so the next holder finds that order instead of racing it."""
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(ref, 0))))
+
+
+async def by_client_order_ref(session: AsyncSession, ref: str) -> Order | None:
+    query = select(Order).where(col(Order.client_order_ref) == ref).execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def milestones_of(session: AsyncSession, order_id: str) -> list[Milestone]:
+    return list((await session.execute(select(Milestone).where(col(Milestone.order_id) == order_id))).scalars())
 
 
 async def milestone(session: AsyncSession, order_id: str, ref: str) -> Milestone:

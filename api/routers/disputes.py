@@ -12,18 +12,19 @@ from sqlmodel import col
 from api.errors import ApiJSONResponse
 from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
+from api.repositories import disputes as dispute_repo
 from api.repositories import orders as order_repo
+from api.repositories.disputes import comment_view, dispute_view
 from api.schemas import time_range
 from api.services import Services
 from api.workflow_calls import WorkflowGone, caller_of, run_update
 from models.disputes_io import AddComment, AssignDispute, DisputeOutcome, OpenDispute, ResolveDispute
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
-from models.money import Money, format_cents
+from models.money import Money
 from models.orders_io import OrderOutcome
 from models.states import DISPUTE, ORDER
 from models.tables import Dispute, DisputeComment
-from models.timefmt import iso
 
 router = APIRouter(route_class=GuardedRoute, tags=["disputes"])
 Url = Annotated[AnyUrl, Field(max_length=2048)]
@@ -60,56 +61,16 @@ class CommentCreate(BaseModel):
     visibility: Literal["PUBLIC", "INTERNAL"] = "PUBLIC"
 
 
-def dispute_view(d: Dispute) -> dict[str, Any]:
-    def money(value: int | None) -> str | None:
-        return None if value is None else format_cents(value)
-
-    return {
-        "id": d.id,
-        "order_id": d.order_id,
-        "buyer_id": d.buyer_id,
-        "seller_id": d.seller_id,
-        "status": d.status,
-        "opened_by": d.opened_by,
-        "reason": d.reason,
-        "description": d.description,
-        "evidence": list(d.evidence),
-        "disputed_amount": format_cents(d.disputed_amount),
-        "assigned_to": d.assigned_to,
-        "assigned_at": iso(d.assigned_at),
-        "assignment_note": d.assignment_note,
-        "resolution_decision": d.resolution_decision,
-        "release_amount": money(d.release_amount),
-        "refund_amount": money(d.refund_amount),
-        "decision_note": d.decision_note,
-        "resolved_by": d.resolved_by,
-        "resolved_at": iso(d.resolved_at),
-        "created_at": iso(d.created_at),
-        "updated_at": iso(d.updated_at),
-    }
-
-
-def comment_view(c: DisputeComment) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "dispute_id": c.dispute_id,
-        "author_type": c.author_type,
-        "author_id": c.author_id,
-        "message": c.message,
-        "evidence": list(c.evidence),
-        "visibility": c.visibility,
-        "created_at": iso(c.created_at),
-        "updated_at": iso(c.updated_at),
-    }
-
-
 async def _load(services: Services, dispute_id: str) -> Dispute:
-    if is_id(dispute_id, IdPrefix.DISPUTE):
-        async with services.sessions() as session:
-            found = await session.get(Dispute, dispute_id, populate_existing=True)
-        if found is not None:
-            return found
+    async with services.sessions() as session:
+        found = await dispute_repo.find(session, dispute_id)
+    if found is not None:
+        return found
     raise OfferhubError(ErrorCode.DISPUTE_NOT_FOUND, f"Dispute {dispute_id} not found", {"dispute_id": dispute_id})
+
+
+def _location(dispute_id: str) -> dict[str, str]:
+    return {"Location": f"/api/v1/disputes/{dispute_id}"}
 
 
 @router.post(
@@ -141,12 +102,17 @@ async def open_dispute(order_id: str, body: DisputeOpen, services: ServicesDep, 
         evidence=[str(u) for u in body.evidence],
     )
     try:
-        await run_update(services, context, order_id, "open_dispute", request, OrderOutcome)
+        finished = await run_update(services, context, order_id, "open_dispute", request, OrderOutcome)
     except WorkflowGone:
         ORDER.require("open_dispute", order.status, order_id)
         raise
-    found = await _load(services, dispute_id)
-    return ApiJSONResponse(dispute_view(found), status_code=201, headers={"Location": f"/api/v1/disputes/{dispute_id}"})
+    async with services.sessions() as session:
+        found = await dispute_repo.find(session, dispute_id)
+        if finished and found is not None:
+            return ApiJSONResponse(dispute_view(found), status_code=201, headers=_location(dispute_id))
+        # still running: the dispute as recorded, or the order while the opening waits for its turn
+        view = dispute_view(found) if found is not None else await order_repo.view(session, order_id)
+    return ApiJSONResponse(view, status_code=202, headers=_location(dispute_id))
 
 
 @router.get("/disputes", operation_id="disputes-list", summary="List disputes")
@@ -207,7 +173,9 @@ async def _act(services: Services, context: RequestContext, dispute: Dispute, up
         DISPUTE.require(update, dispute.status, dispute.id)
         raise
     view = dispute_view(await _load(services, dispute.id))
-    return ApiJSONResponse(view, status_code=200 if finished else 202)
+    if finished:
+        return ApiJSONResponse(view)
+    return ApiJSONResponse(view, status_code=202, headers=_location(dispute.id))
 
 
 @router.post("/disputes/{dispute_id}/assign", operation_id="disputes-assign", summary="Assign to an agent")
@@ -279,9 +247,13 @@ async def add_comment(
         DISPUTE.require("add_comment", dispute.status, dispute.id)
         raise
     async with services.sessions() as session:
-        comment = await session.get(DisputeComment, comment_id)
-    assert comment is not None
-    return ApiJSONResponse(comment_view(comment), status_code=201)
+        comment = await dispute_repo.find_comment(session, comment_id)
+    if comment is not None:  # recorded: done, whether or not the Update has returned yet
+        return ApiJSONResponse(comment_view(comment), status_code=201)
+    # still queued behind the dispute's lock: the dispute as recorded; the comment follows in
+    # GET /disputes/{id}/comments (a replay of this key answers it once recorded)
+    view = dispute_view(await _load(services, dispute.id))
+    return ApiJSONResponse(view, status_code=202, headers=_location(dispute.id))
 
 
 @router.get("/disputes/{dispute_id}/comments", operation_id="disputes-comments", summary="List comments")

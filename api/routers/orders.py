@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
-from sqlmodel import col
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -139,26 +138,10 @@ def _same_terms(order: Order, milestones: list[Any], body: OrderCreate) -> bool:
 @router.post("/orders", status_code=201, operation_id="orders-create", summary="Create an order")
 @policy(Access.SCOPED, "write", retention=Retention.LONG, creates=IdPrefix.ORDER)
 async def create_order(body: OrderCreate, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    """One order per `client_order_ref`: creates of one ref take turns (a transaction-level
+    advisory lock held across the check and the update-with-start), so a later one finds the
+    order the earlier one committed and answers 200 or 409 ORDER_ALREADY_EXISTS."""
     await _validate(services, body)
-    if body.client_order_ref is not None:
-        async with services.sessions() as session:
-            existing = (
-                await session.execute(select(Order).where(col(Order.client_order_ref) == body.client_order_ref))
-            ).scalar_one_or_none()
-            if existing is not None:
-                view = await repo.view(session, existing.id)
-                from models.tables import Milestone
-
-                milestones = list(
-                    (await session.execute(select(Milestone).where(col(Milestone.order_id) == existing.id))).scalars()
-                )
-                if not _same_terms(existing, milestones, body):
-                    raise OfferhubError(
-                        ErrorCode.ORDER_ALREADY_EXISTS,
-                        "client_order_ref is used by another order",
-                        {"order_id": existing.id},
-                    )
-                return ApiJSONResponse(view, status_code=200)
     order_id = context.new_resource_id(IdPrefix.ORDER)
     order = OrderInput(
         id=order_id,
@@ -190,16 +173,46 @@ async def create_order(body: OrderCreate, services: ServicesDep, context: Contex
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         **order_start_options(order),
     )
-    try:
-        await client.execute_update_with_start_workflow(
-            "created",
-            OrderCreated(caller=caller_of(context)),
-            start_workflow_operation=start,
-            id=update_id(context, order_id, "created"),
-            result_type=OrderOutcome,
-        )
-    except WorkflowUpdateFailedError as exc:
-        raise failure(exc, context.request_id) from None
+
+    async def existing_answer(session: AsyncSession, ref: str) -> ApiJSONResponse | None:
+        existing = await repo.by_client_order_ref(session, ref)
+        if existing is None or existing.id == order_id:  # none, or this request's own earlier attempt
+            return None
+        if not _same_terms(existing, await repo.milestones_of(session, existing.id), body):
+            raise OfferhubError(
+                ErrorCode.ORDER_ALREADY_EXISTS, "client_order_ref is used by another order", {"order_id": existing.id}
+            )
+        return ApiJSONResponse(await repo.view(session, existing.id), status_code=200)
+
+    async def created() -> None:
+        try:
+            await client.execute_update_with_start_workflow(
+                "created",
+                OrderCreated(caller=caller_of(context)),
+                start_workflow_operation=start,
+                id=update_id(context, order_id, "created"),
+                result_type=OrderOutcome,
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise failure(exc, context.request_id) from None
+
+    ref = body.client_order_ref
+    if ref is None:
+        await created()
+    else:
+        async with services.sessions() as session, session.begin():
+            await repo.claim_client_order_ref(session, ref)
+            answer = await existing_answer(session, ref)
+            if answer is not None:
+                return answer
+            try:
+                await created()
+            except OfferhubError as exc:
+                # the workflow found the ref taken after all (claimed outside this lock)
+                answer = await existing_answer(session, ref) if exc.code is ErrorCode.ORDER_ALREADY_EXISTS else None
+                if answer is None:
+                    raise
+                return answer
     async with services.sessions() as session:
         view = await repo.view(session, order_id)
     return ApiJSONResponse(view, status_code=201, headers={"Location": f"/api/v1/orders/{order_id}"})
@@ -397,7 +410,10 @@ async def _milestone_action(
         raise
     async with services.sessions() as session:
         view = repo.milestone_view(await repo.milestone(session, order_id, milestone.id))
-    return ApiJSONResponse(view, status_code=200 if finished else 202)
+    if finished:
+        return ApiJSONResponse(view)
+    location = f"/api/v1/orders/{order_id}/milestones/{milestone.id}"
+    return ApiJSONResponse(view, status_code=202, headers={"Location": location})
 
 
 @router.post(

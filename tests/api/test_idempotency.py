@@ -13,7 +13,7 @@ from api.idempotency import Execute, IdempotencyStore, StoredResponse
 from api.services import Services
 from models.errors import OfferhubError
 from tests.api.test_envelope import assert_error
-from tests.support import Stack, stack_settings
+from tests.support import Stack, create_key, stack_settings
 
 
 def pg_dsn(stack: Stack) -> str:
@@ -45,6 +45,7 @@ async def test_replay_returns_the_stored_answer_without_the_secret(
     reused = await client.post("/auth/api-keys", json={"name": name + "-other", "scopes": ["read"]}, headers=headers)
     error = assert_error(reused, 409, "IDEMPOTENCY_KEY_REUSED")
     assert error["details"] == {"idempotency_key": key}
+    assert reused.headers["x-idempotency-key"] == key
 
 
 async def test_fifty_concurrent_identical_posts_apply_once(
@@ -63,6 +64,7 @@ async def test_fifty_concurrent_identical_posts_apply_once(
     for response in in_progress:
         assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
         assert response.headers["retry-after"] == "1"
+    assert all(r.headers["x-idempotency-key"] == key for r in responses)
     assert {r.json()["id"] for r in replayed} <= {created[0].json()["id"]}
     assert await count_keys_named(stack, name) == 1
 
@@ -100,8 +102,40 @@ async def test_a_released_key_re_executes_with_the_same_resource_id(stack: Stack
         # a 5xx answer releases the key: the retry executes at once, under the ID allocated first
         await finish(StoredResponse(503, {"error": {}}, None))
         assert await begin("ord_third") == Execute("ord_first")
-        created = StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first")
+        created = StoredResponse(201, {"id": "ord_first"}, "/api/v1/orders/ord_first", "ord_first")
         await finish(created)
         assert await begin("ord_fourth") == created
     finally:
         await services.close()
+
+
+async def test_every_answer_to_a_keyed_request_echoes_the_key(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    def with_key(headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        key = str(uuid.uuid4())
+        return key, {**headers, "Idempotency-Key": key}
+
+    key, headers = with_key({"Authorization": "Bearer ohk_not_a_key"})
+    response = await client.post("/orders/ord_missing/reserve", headers=headers)
+    assert_error(response, 401, "INVALID_API_KEY")
+    assert response.headers["x-idempotency-key"] == key
+    read_only = {"Authorization": f"Bearer {(await create_key(client, stack.master_key, ['read']))['key']}"}
+    key, headers = with_key(read_only)
+    response = await client.post("/orders/ord_missing/reserve", headers=headers)
+    assert_error(response, 403, "INSUFFICIENT_SCOPE")
+    assert response.headers["x-idempotency-key"] == key
+    key, headers = with_key(full_key)
+    response = await client.post("/orders/ord_missing/reserve", headers=headers)
+    assert_error(response, 404, "ORDER_NOT_FOUND")
+    assert response.headers["x-idempotency-key"] == key
+    replay = await client.post("/orders/ord_missing/reserve", headers=headers)
+    assert_error(replay, 404, "ORDER_NOT_FOUND")
+    assert replay.headers["x-idempotency-key"] == key and replay.headers["idempotent-replayed"] == "true"
+    key, headers = with_key(full_key)
+    response = await client.post("/orders", json={"title": "no parties"}, headers=headers)
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert response.headers["x-idempotency-key"] == key
+    response = await client.post("/orders", json={}, headers={**full_key, "Idempotency-Key": "bad key"})
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["details"] == {"header": "Idempotency-Key"} and "x-idempotency-key" not in response.headers
