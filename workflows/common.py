@@ -32,8 +32,11 @@ def require(machine: StateMachine, action: str, current: str, resource_id: str) 
         raise refusal(exc) from None
 
 
-def business_cause(error: ActivityError) -> ApplicationError:
-    """The ApplicationError an activity failed with (its type is the catalog code or provider class)."""
+def business_cause(error: ActivityError | ApplicationError) -> ApplicationError:
+    """The ApplicationError an activity failed with (its type is the catalog code or provider class).
+    A local activity's failure may reach the workflow as that ApplicationError itself."""
+    if isinstance(error, ApplicationError):
+        return ApplicationError(error.message, *error.details, type=error.type, non_retryable=True)
     cause = error.cause
     if isinstance(cause, ApplicationError):
         return ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True)

@@ -34,6 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
 
 
+KNOWN_CODES = frozenset(code.value for code in ErrorCode)
+
+
 @workflow.defn(name="MilestoneWorkflow")
 class MilestoneWorkflow:
     @workflow.init
@@ -158,7 +161,8 @@ class MilestoneWorkflow:
             if self.status not in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
                 self._moved(paid.status)
             if paid.error_code is not None:
-                raise refusal(OfferhubError(ErrorCode(paid.error_code), paid.error_message or "", paid.error_details))
+                code = ErrorCode(paid.error_code) if paid.error_code in KNOWN_CODES else ErrorCode.INTERNAL_ERROR
+                raise refusal(OfferhubError(code, paid.error_message or "", paid.error_details))
             return self._outcome()
 
     @approve.validator

@@ -48,9 +48,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.search import attributes
     from models.states import ORDER, MilestoneStatus, OrderStatus
-    from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
+    from workflows.common import business_cause, db_step, provider_step, refusal, set_status
     from workflows.dispute import DisputeWorkflow
     from workflows.milestone import MilestoneWorkflow
+
+
+NOT_CREATED = "NOT_CREATED"  # the workflow's own end state when `order_create` was refused
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -68,9 +71,11 @@ class OrderWorkflow:
     @workflow.run
     async def run(self, order: OrderInput) -> OrderOutcome:
         workflow.set_current_details(self._summary())
-        while self.status != OrderStatus.CLOSED:
-            await workflow.wait_condition(lambda: self.status == OrderStatus.CLOSED or self._all_milestones_paid())
-            if self.status != OrderStatus.CLOSED:
+        while self.status not in (OrderStatus.CLOSED, NOT_CREATED):
+            await workflow.wait_condition(
+                lambda: self.status in (OrderStatus.CLOSED, NOT_CREATED) or self._all_milestones_paid()
+            )
+            if self.status == OrderStatus.IN_PROGRESS:
                 async with self.lock:
                     if self._all_milestones_paid():
                         await self._close_released(Caller(actor_id=self.order.id), reason=None)
@@ -96,6 +101,18 @@ class OrderWorkflow:
             and all(s == MilestoneStatus.RELEASED for s in self.milestones.values())
         )
 
+    def _require(self, action: str) -> None:
+        """The order machine's refusal, with the details the error catalog names for it."""
+        try:
+            ORDER.require(action, self.status, self.order.id)
+        except OfferhubError as exc:
+            details = dict(exc.details)
+            if exc.code is ErrorCode.DISPUTE_ALREADY_OPEN and self.dispute is not None:
+                details["dispute_id"] = self.dispute.id
+            if exc.code is ErrorCode.ESCROW_ALREADY_FUNDED and self.plan is not None:
+                details["escrow_id"] = self.plan.escrow_id
+            raise refusal(OfferhubError(exc.code, exc.message, details)) from None
+
     def _step(self, caller: Caller, **kw: object) -> OrderStep:
         return OrderStep(order_id=self.order.id, caller=caller, **kw)
 
@@ -105,7 +122,14 @@ class OrderWorkflow:
     async def created(self, req: OrderCreated) -> OrderOutcome:
         async with self.lock:
             if self.status == "NEW":
-                outcome = await db_step("order_create", CreateOrder(order=self.order, caller=req.caller), OrderOutcome)
+                try:
+                    outcome = await db_step(
+                        "order_create", CreateOrder(order=self.order, caller=req.caller), OrderOutcome
+                    )
+                except (ActivityError, ApplicationError) as exc:
+                    # never recorded (its client_order_ref is taken): nothing to run, the workflow ends
+                    self._moved(NOT_CREATED)
+                    raise business_cause(exc) from None
                 self._moved(outcome.status)
         return OrderOutcome(order_id=self.order.id, status=self.status)
 
@@ -124,7 +148,7 @@ class OrderWorkflow:
 
     @reserve.validator
     def _check_reserve(self, req: Reserve) -> None:
-        require(ORDER, "reserve", self.status, self.order.id)
+        self._require("reserve")
         if req.amount is not None and req.amount != self.order.amount:
             raise refusal(
                 OfferhubError(
@@ -144,7 +168,7 @@ class OrderWorkflow:
 
     @cancel.validator
     def _check_cancel(self, req: Cancel) -> None:
-        require(ORDER, "cancel", self.status, self.order.id)
+        self._require("cancel")
 
     # escrow ------------------------------------------------------------------------------
 
@@ -175,7 +199,7 @@ class OrderWorkflow:
 
     @create_escrow.validator
     def _check_create_escrow(self, req: EscrowAction) -> None:
-        require(ORDER, "create_escrow", self.status, self.order.id)
+        self._require("create_escrow")
 
     @workflow.update
     async def fund_escrow(self, req: EscrowAction) -> OrderOutcome:
@@ -209,7 +233,7 @@ class OrderWorkflow:
 
     @fund_escrow.validator
     def _check_fund_escrow(self, req: EscrowAction) -> None:
-        require(ORDER, "fund_escrow", self.status, self.order.id)
+        self._require("fund_escrow")
 
     async def _start_milestones(self, plan: EscrowPlan) -> None:
         assert plan.contract_id is not None
@@ -286,7 +310,7 @@ class OrderWorkflow:
             )
         try:
             await self._pay_milestone(milestone, req.caller)
-        except ActivityError as exc:
+        except (ActivityError, ApplicationError) as exc:  # a signal handler answers, it never raises
             cause = business_cause(exc)
             await self._step_failed(req.caller, f"milestone_release:{milestone.milestone_ref}", cause)
             error = self._provider_error("the provider refused the milestone payment", cause)
@@ -340,7 +364,7 @@ class OrderWorkflow:
 
     @open_dispute.validator
     def _check_open_dispute(self, req: OpenDispute) -> None:
-        require(ORDER, "open_dispute", self.status, self.order.id)
+        self._require("open_dispute")
 
     @workflow.signal
     async def dispute_settled(self, outcome: DisputeOutcome) -> None:
@@ -370,7 +394,7 @@ class OrderWorkflow:
 
     @release.validator
     def _check_release(self, req: Settle) -> None:
-        require(ORDER, "release", self.status, self.order.id)
+        self._require("release")
         incomplete = [
             m.milestone_ref for m in self.order.milestones if self.milestones.get(m.id) == MilestoneStatus.OPEN
         ]
@@ -444,7 +468,7 @@ class OrderWorkflow:
 
     @refund.validator
     def _check_refund(self, req: Settle) -> None:
-        require(ORDER, "refund", self.status, self.order.id)
+        self._require("refund")
 
     async def _return_to_buyer(self, plan: EscrowPlan, caller: Caller) -> str | None:
         """Dispute and resolve everything still in escrow to the buyer. Milestone by milestone,

@@ -141,7 +141,6 @@ async def test_a_workflow_that_finds_its_ref_taken_is_refused_at_once(
     assert await db_rows(stack, "SELECT id FROM orders WHERE id = $1", twin.id) == []
 
 
-@pytest.mark.xfail(strict=True, reason="OrderWorkflow.created does not yet end the run when order_create is refused")
 async def test_a_workflow_whose_creation_was_refused_completes(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], temporal: Client
 ) -> None:

@@ -106,9 +106,9 @@ async def test_funding_refused_for_good_is_retried_once_the_fault_is_cleared(
     ]
     assert await entries(stack, order["id"]) == {"ORDER_RESERVE": 1, "ESCROW_FUND": 1}
     assert await contract_balance(stack, funded["escrow"]["trustless_contract_id"]) == 40
-    assert_error(
-        await client.post(f"/orders/{order['id']}/escrow/fund", headers=full_key), 409, "ESCROW_ALREADY_FUNDED"
-    )
+    again = await client.post(f"/orders/{order['id']}/escrow/fund", headers=full_key)
+    assert_error(again, 409, "ESCROW_ALREADY_FUNDED")
+    assert again.json()["error"]["details"]["escrow_id"] == escrow_id
     await assert_ledger_is_chain(client, full_key, control, buyer, seller)
     await assert_books_balanced(stack)
 
@@ -203,6 +203,9 @@ async def test_a_dispute_re_decided_after_a_partial_settlement_pays_what_the_boo
         client, stack, full_key, "60.00", ["reserve", "escrow", "escrow/fund"], milestones=THREE_MILESTONES
     )
     dispute = await open_and_assign(client, full_key, order["id"])
+    frozen_release = await client.post(f"/orders/{order['id']}/resolution/release", headers=full_key)
+    assert_error(frozen_release, 409, "DISPUTE_ALREADY_OPEN")
+    assert frozen_release.json()["error"]["details"]["dispute_id"] == dispute["id"]
     # settlement steps: dispute a, resolve a, dispute b, resolve b (fails), ...
     await control.put("/faults", json=trap_send("resolve-b-traps", after=3))
     split = {"decision": "SPLIT", "release_amount": "25.00", "refund_amount": "35.00"}
