@@ -22,7 +22,9 @@ from activities.context import WorkerContext
 from activities.deposits import DepositActivities
 from activities.disputes import DisputeActivities
 from activities.escrow import EscrowActivities
+from activities.escrow_records import EscrowRecordActivities
 from activities.event_sequencer import run_sequencer
+from activities.milestones import MilestoneActivities
 from activities.orders import OrderActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
@@ -68,6 +70,8 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     orders = OrderActivities(ctx)
     escrow = EscrowActivities(ctx)
     disputes = DisputeActivities(ctx)
+    escrow_records = EscrowRecordActivities(ctx)
+    milestones = MilestoneActivities(ctx)
     return [
         disputes.open,
         disputes.assigned,
@@ -88,20 +92,20 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         orders.create,
         orders.reserve,
         orders.cancel,
-        orders.escrow_prepare,
-        orders.escrow_deployed,
-        orders.escrow_deploy_failed,
-        orders.escrow_funding_started,
-        orders.escrow_funded,
-        orders.escrow_funding_failed,
+        escrow_records.escrow_prepare,
+        escrow_records.escrow_deployed,
+        escrow_records.escrow_deploy_failed,
+        escrow_records.escrow_funding_started,
+        escrow_records.escrow_funded,
+        escrow_records.escrow_funding_failed,
         orders.settlement_requested,
         orders.settlement_failed,
         orders.released,
         orders.refunded,
-        orders.milestone_completed,
-        orders.milestone_approved,
-        orders.milestone_released,
-        orders.milestone_refunded,
+        milestones.milestone_completed,
+        milestones.milestone_approved,
+        milestones.milestone_released,
+        milestones.milestone_refunded,
         orders.step_failed,
     ]
 

@@ -8,10 +8,10 @@ from sqlmodel import col
 from temporalio import activity
 
 from activities.context import WorkerContext
-from activities.orders import OrderActivities, OrderBook, in_escrow
+from activities.order_book import OrderBook, in_escrow, load_locked, lock_milestone, lock_order, plan_of
 from activities.records import compare_and_set
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
-from models.ledger import EntryType
+from models.ledger import LedgerEffect
 from models.money import format_cents
 from models.orders_io import Caller, MilestoneInput
 from models.states import MilestoneStatus
@@ -22,14 +22,13 @@ from models.timefmt import iso, utcnow
 class DisputeActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.orders = OrderActivities(ctx)  # shared order bookkeeping
 
     @activity.defn(name="dispute_open")
     async def open(self, req: OpenDispute) -> DisputeInput:
         order_id = activity.info().workflow_id
         assert order_id is not None
         async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await self.orders.load_locked(session, order_id)
+            order, escrow = await load_locked(session, order_id)
             assert escrow is not None
             existing = await session.get(Dispute, req.dispute_id)
             if existing is None:
@@ -106,7 +105,7 @@ class DisputeActivities:
             seller_id=order.seller_id,
             opened_by=dispute.opened_by,
             disputed_amount=dispute.disputed_amount,
-            plan=self.orders.plan_of(order, escrow),
+            plan=plan_of(order, escrow),
             milestones=[
                 MilestoneInput(
                     id=m.id, milestone_ref=m.milestone_ref, position=m.position, title=m.title, amount=m.amount
@@ -124,7 +123,7 @@ class DisputeActivities:
     async def assigned(self, req: DisputeStep) -> DisputeOutcome:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order = await self.orders.lock_order(session, dispute.order_id)
+            order = await lock_order(session, dispute.order_id)
             now = utcnow()
             if await compare_and_set(
                 session,
@@ -169,7 +168,7 @@ class DisputeActivities:
     async def decision_failed(self, req: DisputeStep) -> DisputeOutcome:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order = await self.orders.lock_order(session, dispute.order_id)
+            order = await lock_order(session, dispute.order_id)
             dispute.resolution_decision = dispute.decision_note = dispute.resolved_by = None
             dispute.release_amount = dispute.refund_amount = None
             order.last_error = {
@@ -188,7 +187,7 @@ class DisputeActivities:
         """Ledger credits, dispute RESOLVED, escrow and order settled and CLOSED, in one transaction."""
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order, escrow = await self.orders.load_locked(session, dispute.order_id)
+            order, escrow = await load_locked(session, dispute.order_id)
             assert escrow is not None
             if dispute.status == "RESOLVED":
                 return DisputeOutcome(dispute_id=dispute.id, status="RESOLVED", decision=dispute.resolution_decision)
@@ -196,15 +195,23 @@ class DisputeActivities:
                 actor_type=req.caller.actor_type, actor_id=req.caller.actor_id, request_id=req.caller.request_id
             )
             book = OrderBook(session, order, caller)
-            source = ("dispute", dispute.id)
-            credits = [
-                (order.seller_id, EntryType.ESCROW_RELEASE, f"dispute:{dispute.id}:release", req.release_amount),
-                (order.buyer_id, EntryType.ESCROW_REFUND, f"dispute:{dispute.id}:refund", req.refund_amount),
-            ]
+            account = book.account(escrow)
+            credits = []
+            if req.release_amount:
+                credits.append(
+                    LedgerEffect.dispute_release(
+                        account, dispute_id=dispute.id, seller_id=order.seller_id, amount=req.release_amount
+                    )
+                )
+            if req.refund_amount:
+                credits.append(
+                    LedgerEffect.dispute_refund(
+                        account, dispute_id=dispute.id, buyer_id=order.buyer_id, amount=req.refund_amount
+                    )
+                )
             # two balances in one transaction: locked in ascending user_id (domain.md §3.3 step 5)
-            for user_id, entry, key, amount in sorted(credits):
-                if amount:
-                    await book.escrow_payout(escrow, entry, key, user_id, amount, source=source)
+            for credit in sorted(credits, key=lambda effect: effect.user_id):
+                await book.ledger(credit)
             await book.pay_out(escrow, released=req.release_amount, refunded=req.refund_amount)
             now = utcnow()
             await compare_and_set(
@@ -246,8 +253,7 @@ class DisputeActivities:
             await book.cancel_milestones(escrow, "dispute_resolved")
             refunded_all = req.decision == "FULL_REFUND"
             close_reason = {"FULL_RELEASE": "RELEASED", "FULL_REFUND": "REFUNDED"}.get(req.decision or "", "SPLIT")
-            await self.orders.close_settled(
-                book,
+            await book.close_settled(
                 escrow,
                 "REFUNDED" if refunded_all else "RELEASED",
                 req.refund_amount if refunded_all else req.release_amount,
@@ -264,9 +270,8 @@ class DisputeActivities:
         assert req.milestone_id is not None
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order, escrow = await self.orders.load_locked(session, dispute.order_id)
-            milestone = await session.get(Milestone, req.milestone_id, with_for_update=True, populate_existing=True)
-            assert milestone is not None
+            order, escrow = await load_locked(session, dispute.order_id)
+            milestone = await lock_milestone(session, req.milestone_id)
             if await compare_and_set(
                 session,
                 Milestone,
@@ -295,7 +300,7 @@ class DisputeActivities:
         data = req.comment
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order = await self.orders.lock_order(session, dispute.order_id)
+            order = await lock_order(session, dispute.order_id)
             if await session.get(DisputeComment, data.comment_id) is None:
                 now = utcnow()
                 session.add(
@@ -338,7 +343,7 @@ class DisputeActivities:
         """An operator Signal the workflow refused: audited as FAILURE, nothing else changes."""
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
-            order = await self.orders.lock_order(session, dispute.order_id)
+            order = await lock_order(session, dispute.order_id)
             OrderBook(session, order, req.caller).audit_failure(
                 str((req.rejected or {}).get("action", "DISPUTE_SIGNAL")),
                 ("dispute", dispute.id),

@@ -141,57 +141,120 @@ class LedgerEffect(BaseModel):
             reason="order_canceled",
         )
 
+    # money into and out of an escrow (counter account `escrow:<esc_id>`) ----------------------
+
     @classmethod
-    def milestone_refund(
-        cls,
-        *,
-        order_id: str,
-        escrow_id: str,
-        milestone_id: str,
-        buyer_id: str,
-        amount: int,
-        request_id: str | None = None,
-    ) -> LedgerEffect:
-        """One milestone returned to the buyer by an order refund (the refund of a milestone
-        order is one such effect per unpaid milestone, as its release is; docs/decisions.md)."""
-        return _escrow_payout(
-            EntryType.ESCROW_REFUND,
-            f"milestone:{milestone_id}:refund",
+    def escrow_fund(cls, at: EscrowAccount, *, buyer_id: str, amount: int) -> LedgerEffect:
+        """The buyer's reservation moved into the escrow once the funding is confirmed."""
+        return _escrow_effect(
+            EntryType.ESCROW_FUND,
+            f"order:{at.order_id}:escrow_fund",
+            at,
             user_id=buyer_id,
             amount=amount,
-            order_id=order_id,
-            escrow_id=escrow_id,
-            source=("milestone", milestone_id),
-            request_id=request_id,
+            source=("order", at.order_id),
+            exclusive_key=f"order:{at.order_id}:reservation",
         )
+
+    @classmethod
+    def order_release(cls, at: EscrowAccount, *, seller_id: str, amount: int) -> LedgerEffect:
+        """A single-release order paid to the seller (a milestone order: one per milestone)."""
+        return _escrow_effect(
+            EntryType.ESCROW_RELEASE, f"order:{at.order_id}:release", at, user_id=seller_id, amount=amount
+        )
+
+    @classmethod
+    def order_refund(cls, at: EscrowAccount, *, buyer_id: str, amount: int) -> LedgerEffect:
+        """What a single-release escrow still held, returned to the buyer."""
+        return _escrow_effect(
+            EntryType.ESCROW_REFUND, f"order:{at.order_id}:refund", at, user_id=buyer_id, amount=amount
+        )
+
+    @classmethod
+    def milestone_release(cls, at: EscrowAccount, *, milestone_id: str, seller_id: str, amount: int) -> LedgerEffect:
+        return _escrow_effect(
+            EntryType.ESCROW_RELEASE,
+            f"milestone:{milestone_id}:release",
+            at,
+            user_id=seller_id,
+            amount=amount,
+            source=("milestone", milestone_id),
+        )
+
+    @classmethod
+    def milestone_refund(cls, at: EscrowAccount, *, milestone_id: str, buyer_id: str, amount: int) -> LedgerEffect:
+        """One milestone returned to the buyer by an order refund (the refund of a milestone
+        order is one such effect per unpaid milestone, as its release is; docs/decisions.md)."""
+        return _escrow_effect(
+            EntryType.ESCROW_REFUND,
+            f"milestone:{milestone_id}:refund",
+            at,
+            user_id=buyer_id,
+            amount=amount,
+            source=("milestone", milestone_id),
+        )
+
+    @classmethod
+    def dispute_release(cls, at: EscrowAccount, *, dispute_id: str, seller_id: str, amount: int) -> LedgerEffect:
+        """The seller's part of a dispute decision."""
+        return _escrow_effect(
+            EntryType.ESCROW_RELEASE,
+            f"dispute:{dispute_id}:release",
+            at,
+            user_id=seller_id,
+            amount=amount,
+            source=("dispute", dispute_id),
+        )
+
+    @classmethod
+    def dispute_refund(cls, at: EscrowAccount, *, dispute_id: str, buyer_id: str, amount: int) -> LedgerEffect:
+        """The buyer's part of a dispute decision."""
+        return _escrow_effect(
+            EntryType.ESCROW_REFUND,
+            f"dispute:{dispute_id}:refund",
+            at,
+            user_id=buyer_id,
+            amount=amount,
+            source=("dispute", dispute_id),
+        )
+
+
+class EscrowAccount(BaseModel):
+    """The escrow an effect moves money into or out of, the order it belongs to (also the
+    workflow and correlation ID of its entries) and the request that caused it."""
+
+    order_id: str
+    escrow_id: str
+    request_id: str | None = None
 
 
 def _signed(pattern: str, amount: int) -> int:
     return {"amount": amount, "-amount": -amount, "0": 0}[pattern]
 
 
-def _escrow_payout(
+def _escrow_effect(
     entry: EntryType,
     key: str,
+    at: EscrowAccount,
     *,
     user_id: str,
     amount: int,
-    order_id: str,
-    escrow_id: str,
-    source: tuple[str, str],
-    request_id: str | None,
+    source: tuple[str, str] | None = None,
+    exclusive_key: str | None = None,
 ) -> LedgerEffect:
+    source_type, source_id = source or ("order", at.order_id)
     return LedgerEffect(
         idempotency_key=key,
+        exclusive_key=exclusive_key,
         entry_type=entry,
         user_id=user_id,
         amount=amount,
-        counter_account=f"escrow:{escrow_id}",
-        source_type=source[0],
-        source_id=source[1],
-        order_id=order_id,
-        escrow_id=escrow_id,
-        workflow_id=order_id,
-        request_id=request_id,
-        correlation_id=order_id,
+        counter_account=f"escrow:{at.escrow_id}",
+        source_type=source_type,
+        source_id=source_id,
+        order_id=at.order_id,
+        escrow_id=at.escrow_id,
+        workflow_id=at.order_id,
+        request_id=at.request_id,
+        correlation_id=at.order_id,
     )
