@@ -16,6 +16,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.context import WorkerContext, provider_errors
+from models import steps
 from models.audit import audit_entry
 from models.events import new_event
 from models.ids import IdPrefix, new_id
@@ -57,7 +58,7 @@ class DepositActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="deposits_scan")
+    @activity.defn(name=steps.DEPOSITS_SCAN.name)
     @provider_errors
     async def deposits_scan(self, req: DepositScan) -> DepositPage:
         wallets = await self._due_wallets(req)
@@ -70,7 +71,7 @@ class DepositActivities:
         page.topup_ids = await self._uncredited([w.user_id for w in wallets if w.user_id])
         return page
 
-    @activity.defn(name="topups_start")
+    @activity.defn(name=steps.TOPUPS_START.name)
     async def topups_start(self, topup_ids: list[str]) -> int:
         """Start one TopUpWorkflow per top-up (workflow ID = top-up ID: a repeat is a no-op)."""
         client = self.ctx.temporal

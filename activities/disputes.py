@@ -10,11 +10,12 @@ from temporalio import activity
 from activities.context import WorkerContext
 from activities.order_book import OrderBook, in_escrow, load_locked, lock_milestone, lock_order, plan_of
 from activities.records import compare_and_set
+from models import steps
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.ledger import LedgerEffect
 from models.money import format_cents
 from models.orders_io import Caller, MilestoneInput
-from models.states import MilestoneStatus
+from models.states import DisputeStatus, EscrowStatus, MilestoneStatus, OrderStatus
 from models.tables import Dispute, DisputeComment, Milestone
 from models.timefmt import iso, utcnow
 
@@ -23,7 +24,7 @@ class DisputeActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="dispute_open")
+    @activity.defn(name=steps.DISPUTE_OPEN.name)
     async def open(self, req: OpenDispute) -> DisputeInput:
         order_id = activity.info().workflow_id
         assert order_id is not None
@@ -39,7 +40,7 @@ class DisputeActivities:
                     order_id=order.id,
                     buyer_id=order.buyer_id,
                     seller_id=order.seller_id,
-                    status="OPEN",
+                    status=DisputeStatus.OPEN,
                     opened_by=req.opened_by,
                     reason=req.reason,
                     description=req.description,
@@ -52,8 +53,8 @@ class DisputeActivities:
                 await session.flush()
                 book = OrderBook(session, order, req.caller)
                 await book.move(
-                    "DISPUTED",
-                    ("IN_PROGRESS",),
+                    OrderStatus.DISPUTED,
+                    (OrderStatus.IN_PROGRESS,),
                     {
                         "dispute_id": dispute.id,
                         "opened_by": req.opened_by,
@@ -62,14 +63,14 @@ class DisputeActivities:
                         "currency": "USD",
                     },
                 )
-                await book.escrow_move(escrow, "DISPUTED", ("FUNDED",))
+                await book.escrow_move(escrow, EscrowStatus.DISPUTED, (EscrowStatus.FUNDED,))
                 book.event(
                     "dispute.opened",
                     ("dispute", dispute.id),
                     {
                         "dispute_id": dispute.id,
                         "order_id": order.id,
-                        "status": "OPEN",
+                        "status": DisputeStatus.OPEN,
                         "opened_by": req.opened_by,
                         "reason": req.reason,
                         "disputed_amount": format_cents(disputed),
@@ -80,7 +81,7 @@ class DisputeActivities:
                     "DISPUTE_OPENED",
                     ("dispute", dispute.id),
                     None,
-                    {"status": "OPEN", "disputed_amount": format_cents(disputed)},
+                    {"status": DisputeStatus.OPEN, "disputed_amount": format_cents(disputed)},
                 )
             else:
                 dispute = existing
@@ -119,7 +120,7 @@ class DisputeActivities:
         assert dispute is not None
         return dispute  # type: ignore[no-any-return]
 
-    @activity.defn(name="dispute_assigned")
+    @activity.defn(name=steps.DISPUTE_ASSIGNED.name)
     async def assigned(self, req: DisputeStep) -> DisputeOutcome:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
@@ -130,8 +131,8 @@ class DisputeActivities:
                 Dispute,
                 dispute.id,
                 field="status",
-                expected=("OPEN",),
-                target="UNDER_REVIEW",
+                expected=(DisputeStatus.OPEN,),
+                target=DisputeStatus.UNDER_REVIEW,
                 values={"assigned_to": req.assigned_to, "assigned_at": now, "assignment_note": req.note},
             ):
                 book = OrderBook(session, order, req.caller)
@@ -141,7 +142,7 @@ class DisputeActivities:
                     {
                         "dispute_id": dispute.id,
                         "order_id": order.id,
-                        "status": "UNDER_REVIEW",
+                        "status": DisputeStatus.UNDER_REVIEW,
                         "assigned_to": req.assigned_to,
                         "assigned_at": iso(now),
                     },
@@ -149,12 +150,12 @@ class DisputeActivities:
                 book.audit(
                     "DISPUTE_ASSIGNED",
                     ("dispute", dispute.id),
-                    {"status": "OPEN"},
-                    {"status": "UNDER_REVIEW", "assigned_to": req.assigned_to},
+                    {"status": DisputeStatus.OPEN},
+                    {"status": DisputeStatus.UNDER_REVIEW, "assigned_to": req.assigned_to},
                 )
-        return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW")
+        return DisputeOutcome(dispute_id=req.dispute_id, status=DisputeStatus.UNDER_REVIEW)
 
-    @activity.defn(name="dispute_decided")
+    @activity.defn(name=steps.DISPUTE_DECIDED.name)
     async def decided(self, req: DisputeStep) -> DisputeOutcome:
         """The decision is recorded when accepted; the status stays UNDER_REVIEW until settled."""
         async with self.ctx.sessions() as session, session.begin():
@@ -162,9 +163,9 @@ class DisputeActivities:
             dispute.resolution_decision, dispute.decision_note = req.decision, req.note
             dispute.release_amount, dispute.refund_amount = req.release_amount, req.refund_amount
             dispute.resolved_by, dispute.updated_at = req.resolved_by, utcnow()
-        return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW", decision=req.decision)
+        return DisputeOutcome(dispute_id=req.dispute_id, status=DisputeStatus.UNDER_REVIEW, decision=req.decision)
 
-    @activity.defn(name="dispute_settlement_failed")
+    @activity.defn(name=steps.DISPUTE_SETTLEMENT_FAILED.name)
     async def decision_failed(self, req: DisputeStep) -> DisputeOutcome:
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
@@ -180,17 +181,19 @@ class DisputeActivities:
             OrderBook(session, order, req.caller).audit_failure(
                 "DISPUTE_SETTLEMENT_FAILED", ("dispute", dispute.id), req
             )
-        return DisputeOutcome(dispute_id=req.dispute_id, status="UNDER_REVIEW")
+        return DisputeOutcome(dispute_id=req.dispute_id, status=DisputeStatus.UNDER_REVIEW)
 
-    @activity.defn(name="dispute_settled")
+    @activity.defn(name=steps.DISPUTE_SETTLED.name)
     async def settled(self, req: DisputeStep) -> DisputeOutcome:
         """Ledger credits, dispute RESOLVED, escrow and order settled and CLOSED, in one transaction."""
         async with self.ctx.sessions() as session, session.begin():
             dispute = await self._dispute(session, req.dispute_id)
             order, escrow = await load_locked(session, dispute.order_id)
             assert escrow is not None
-            if dispute.status == "RESOLVED":
-                return DisputeOutcome(dispute_id=dispute.id, status="RESOLVED", decision=dispute.resolution_decision)
+            if dispute.status == DisputeStatus.RESOLVED:
+                return DisputeOutcome(
+                    dispute_id=dispute.id, status=DisputeStatus.RESOLVED, decision=dispute.resolution_decision
+                )
             caller = Caller(
                 actor_type=req.caller.actor_type, actor_id=req.caller.actor_id, request_id=req.caller.request_id
             )
@@ -219,8 +222,8 @@ class DisputeActivities:
                 Dispute,
                 dispute.id,
                 field="status",
-                expected=("UNDER_REVIEW",),
-                target="RESOLVED",
+                expected=(DisputeStatus.UNDER_REVIEW,),
+                target=DisputeStatus.RESOLVED,
                 values={"resolved_at": now},
             )
             book.event(
@@ -229,7 +232,7 @@ class DisputeActivities:
                 {
                     "dispute_id": dispute.id,
                     "order_id": order.id,
-                    "status": "RESOLVED",
+                    "status": DisputeStatus.RESOLVED,
                     "decision": req.decision,
                     "release_amount": format_cents(req.release_amount),
                     "refund_amount": format_cents(req.refund_amount),
@@ -241,9 +244,9 @@ class DisputeActivities:
             book.audit(
                 "DISPUTE_RESOLVED",
                 ("dispute", dispute.id),
-                {"status": "UNDER_REVIEW"},
+                {"status": DisputeStatus.UNDER_REVIEW},
                 {
-                    "status": "RESOLVED",
+                    "status": DisputeStatus.RESOLVED,
                     "decision": req.decision,
                     "release_amount": format_cents(req.release_amount),
                     "refund_amount": format_cents(req.refund_amount),
@@ -255,14 +258,14 @@ class DisputeActivities:
             close_reason = {"FULL_RELEASE": "RELEASED", "FULL_REFUND": "REFUNDED"}.get(req.decision or "", "SPLIT")
             await book.close_settled(
                 escrow,
-                "REFUNDED" if refunded_all else "RELEASED",
+                OrderStatus.REFUNDED if refunded_all else OrderStatus.RELEASED,
                 req.refund_amount if refunded_all else req.release_amount,
                 close_reason,
                 tx_hash=None,
             )
-        return DisputeOutcome(dispute_id=req.dispute_id, status="RESOLVED", decision=req.decision)
+        return DisputeOutcome(dispute_id=req.dispute_id, status=DisputeStatus.RESOLVED, decision=req.decision)
 
-    @activity.defn(name="dispute_milestone_settled")
+    @activity.defn(name=steps.DISPUTE_MILESTONE_SETTLED.name)
     async def milestone_settled(self, req: DisputeStep) -> DisputeOutcome:
         """One milestone's share of a decision landed on chain: the milestone is settled by the
         dispute (CANCELED, never paid again) and the shares are recorded on it and in the audit
@@ -291,10 +294,15 @@ class DisputeActivities:
                 book.milestone_event(
                     milestone, escrow, "escrow.milestone_canceled", {"reason": "dispute_resolved", **shares}
                 )
-                book.audit("MILESTONE_CANCELED", ("milestone", milestone.id), None, {"status": "CANCELED", **shares})
+                book.audit(
+                    "MILESTONE_CANCELED",
+                    ("milestone", milestone.id),
+                    None,
+                    {"status": MilestoneStatus.CANCELED, **shares},
+                )
         return DisputeOutcome(dispute_id=req.dispute_id, status=dispute.status)
 
-    @activity.defn(name="dispute_comment")
+    @activity.defn(name=steps.DISPUTE_COMMENT.name)
     async def comment(self, req: DisputeStep) -> DisputeOutcome:
         assert req.comment is not None
         data = req.comment
@@ -338,7 +346,7 @@ class DisputeActivities:
                 )
         return DisputeOutcome(dispute_id=req.dispute_id, status=dispute.status)
 
-    @activity.defn(name="dispute_signal_rejected")
+    @activity.defn(name=steps.DISPUTE_SIGNAL_REJECTED.name)
     async def signal_rejected(self, req: DisputeStep) -> DisputeOutcome:
         """An operator Signal the workflow refused: audited as FAILURE, nothing else changes."""
         async with self.ctx.sessions() as session, session.begin():

@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities.context import WorkerContext, provider_errors
 from activities.wallets import platform_wallet, sealed
-from models import operation_keys
+from models import operation_keys, steps
 from models.escrow_io import (
     Distribution,
     EscrowDeploy,
@@ -101,7 +101,7 @@ class EscrowActivities:
             buyer_payout=buyer_payout,
         )
 
-    @activity.defn(name="escrow_deploy")
+    @activity.defn(name=steps.ESCROW_DEPLOY.name)
     @provider_errors
     async def deploy(self, plan: EscrowPlan) -> ChainDone:
         async with self.ctx.sessions() as session:
@@ -138,7 +138,7 @@ class EscrowActivities:
             escrow_id=plan.escrow_id,
         )
 
-    @activity.defn(name="escrow_fund")
+    @activity.defn(name=steps.ESCROW_FUND.name)
     @provider_errors
     async def fund(self, plan: EscrowPlan) -> ChainDone:
         assert plan.contract_id is not None
@@ -161,7 +161,7 @@ class EscrowActivities:
             escrow_id=plan.escrow_id,
         )
 
-    @activity.defn(name="escrow_call")
+    @activity.defn(name=steps.ESCROW_CALL.name)
     @provider_errors
     async def call(self, req: EscrowCallInput) -> ChainDone:
         """complete / approve / release / dispute / resolve, on the escrow or one milestone."""

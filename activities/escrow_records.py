@@ -18,6 +18,7 @@ from activities.order_book import (
     lock_order,
     plan_of,
 )
+from models import steps
 from models.errors import ErrorCode
 from models.ids import IdPrefix, new_id
 from models.ledger import LedgerEffect
@@ -29,6 +30,7 @@ from models.orders_io import (
     OrderOutcome,
     OrderStep,
 )
+from models.states import EscrowStatus, OrderStatus
 from models.tables import Escrow, Milestone, Order, Wallet
 from models.timefmt import iso, utcnow
 
@@ -39,7 +41,7 @@ class EscrowRecordActivities:
 
     # escrow ------------------------------------------------------------------------------
 
-    @activity.defn(name="escrow_prepare")
+    @activity.defn(name=steps.ESCROW_PREPARE.name)
     async def escrow_prepare(self, req: OrderStep) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
@@ -50,7 +52,7 @@ class EscrowRecordActivities:
                 escrow = Escrow(
                     id=new_id(IdPrefix.ESCROW),
                     order_id=order.id,
-                    status="CREATING",
+                    status=EscrowStatus.CREATING,
                     type="MULTI_RELEASE" if milestones else "SINGLE_RELEASE",
                     amount=order.amount,
                     network=self.ctx.settings.stellar_network,
@@ -61,8 +63,8 @@ class EscrowRecordActivities:
                 await session.flush()
                 book = OrderBook(session, order, req.caller)
                 await book.move(
-                    "ESCROW_CREATING",
-                    ("FUNDS_RESERVED",),
+                    OrderStatus.ESCROW_CREATING,
+                    (OrderStatus.FUNDS_RESERVED,),
                     {"escrow_id": escrow.id, "amount": format_cents(order.amount), "currency": "USD"},
                 )
         return plan_of(order, escrow)
@@ -89,7 +91,7 @@ class EscrowRecordActivities:
                     status=wallet.status if wallet else None,
                 )
 
-    @activity.defn(name="escrow_deployed")
+    @activity.defn(name=steps.ESCROW_DEPLOYED.name)
     async def escrow_deployed(self, req: ChainDone) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
             assert req.escrow_id is not None, req.operation_key
@@ -100,8 +102,8 @@ class EscrowRecordActivities:
             book = OrderBook(session, order, Caller(actor_id=order.id))
             await book.escrow_move(
                 escrow,
-                "CREATED",
-                ("CREATING",),
+                EscrowStatus.CREATED,
+                (EscrowStatus.CREATING,),
                 {
                     "type": escrow.type,
                     "amount": format_cents(escrow.amount),
@@ -113,27 +115,34 @@ class EscrowRecordActivities:
                 values={"trustless_contract_id": req.contract_id, "deploy_tx_hash": req.tx_hash},
             )
             await book.move(
-                "ESCROW_FUNDING",
-                ("ESCROW_CREATING",),
+                OrderStatus.ESCROW_FUNDING,
+                (OrderStatus.ESCROW_CREATING,),
                 {"escrow_id": escrow.id, "trustless_contract_id": req.contract_id},
                 values={"last_error": None},
             )
         return plan_of(order, escrow)
 
-    @activity.defn(name="escrow_deploy_failed")
+    @activity.defn(name=steps.ESCROW_DEPLOY_FAILED.name)
     async def escrow_deploy_failed(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
             book = OrderBook(session, order, req.caller)
-            if escrow is not None and escrow.status == "CREATING":
+            if escrow is not None and escrow.status == EscrowStatus.CREATING:
                 escrow.discarded_at = utcnow()
-                book.audit("ESCROW_DISCARDED", ("escrow", escrow.id), {"status": "CREATING"}, {"discarded": True})
+                book.audit(
+                    "ESCROW_DISCARDED", ("escrow", escrow.id), {"status": EscrowStatus.CREATING}, {"discarded": True}
+                )
             error = last_error("create_escrow", req)
-            await book.move("FUNDS_RESERVED", ("ESCROW_CREATING",), {"error": error}, values={"last_error": error})
+            await book.move(
+                OrderStatus.FUNDS_RESERVED,
+                (OrderStatus.ESCROW_CREATING,),
+                {"error": error},
+                values={"last_error": error},
+            )
             book.audit_failure("ESCROW_DEPLOY_FAILED", ("order", order.id), req)
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    @activity.defn(name="escrow_funding_started")
+    @activity.defn(name=steps.ESCROW_FUNDING_STARTED.name)
     async def escrow_funding_started(self, req: OrderStep) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
@@ -141,8 +150,8 @@ class EscrowRecordActivities:
             book = OrderBook(session, order, req.caller)
             await book.escrow_move(
                 escrow,
-                "FUNDING",
-                ("CREATED",),
+                EscrowStatus.FUNDING,
+                (EscrowStatus.CREATED,),
                 {
                     "trustless_contract_id": escrow.trustless_contract_id,
                     "amount": format_cents(escrow.amount),
@@ -152,7 +161,7 @@ class EscrowRecordActivities:
             )
         return plan_of(order, escrow)
 
-    @activity.defn(name="escrow_funded")
+    @activity.defn(name=steps.ESCROW_FUNDED.name)
     async def escrow_funded(self, req: ChainDone) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             assert req.escrow_id is not None, req.operation_key
@@ -165,8 +174,8 @@ class EscrowRecordActivities:
             now = utcnow()
             if await book.escrow_move(
                 escrow,
-                "FUNDED",
-                ("FUNDING",),
+                EscrowStatus.FUNDED,
+                (EscrowStatus.FUNDING,),
                 {
                     "trustless_contract_id": escrow.trustless_contract_id,
                     "amount": format_cents(escrow.amount),
@@ -180,8 +189,8 @@ class EscrowRecordActivities:
                     LedgerEffect.escrow_fund(book.account(escrow), buyer_id=order.buyer_id, amount=order.amount)
                 )
                 await book.move(
-                    "ESCROW_FUNDED",
-                    ("ESCROW_FUNDING",),
+                    OrderStatus.ESCROW_FUNDED,
+                    (OrderStatus.ESCROW_FUNDING,),
                     {
                         "escrow_id": escrow.id,
                         "trustless_contract_id": escrow.trustless_contract_id,
@@ -192,19 +201,19 @@ class EscrowRecordActivities:
                     values={"last_error": None},
                 )
                 await book.move(
-                    "IN_PROGRESS",
-                    ("ESCROW_FUNDED",),
+                    OrderStatus.IN_PROGRESS,
+                    (OrderStatus.ESCROW_FUNDED,),
                     {"amount_in_escrow": format_cents(in_escrow(escrow)), "currency": "USD"},
                 )
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    @activity.defn(name="escrow_funding_failed")
+    @activity.defn(name=steps.ESCROW_FUNDING_FAILED.name)
     async def escrow_funding_failed(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
             assert escrow is not None
             book = OrderBook(session, order, req.caller)
-            await book.escrow_move(escrow, "CREATED", ("FUNDING",))
+            await book.escrow_move(escrow, EscrowStatus.CREATED, (EscrowStatus.FUNDING,))
             error = last_error("fund_escrow", req)
             await session.execute(update(Order).where(col(Order.id) == order.id).values(last_error=error))
             book.audit_failure("ESCROW_FUNDING_FAILED", ("order", order.id), req)

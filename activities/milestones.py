@@ -14,6 +14,7 @@ from activities.order_book import (
     lock_milestone,
 )
 from activities.records import compare_and_set
+from models import steps
 from models.ledger import LedgerEffect
 from models.money import format_cents
 from models.orders_io import (
@@ -37,7 +38,7 @@ class MilestoneActivities:
         assert milestone is not None, milestone_id
         return milestone
 
-    @activity.defn(name="milestone_completed")
+    @activity.defn(name=steps.MILESTONE_COMPLETED.name)
     async def milestone_completed(self, req: MilestoneStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
@@ -48,11 +49,11 @@ class MilestoneActivities:
                 Milestone,
                 milestone.id,
                 field="status",
-                expected=("OPEN",),
-                target="COMPLETED",
+                expected=(MilestoneStatus.OPEN,),
+                target=MilestoneStatus.COMPLETED,
                 values={"completion_note": req.note, "completed_at": now},
             ):
-                milestone.status = "COMPLETED"
+                milestone.status = MilestoneStatus.COMPLETED
                 book = OrderBook(session, order, req.caller)
                 book.milestone_event(
                     milestone,
@@ -61,11 +62,14 @@ class MilestoneActivities:
                     {"completion_note": req.note, "completed_at": iso(now)},
                 )
                 book.audit(
-                    "MILESTONE_COMPLETED", ("milestone", milestone.id), {"status": "OPEN"}, {"status": "COMPLETED"}
+                    "MILESTONE_COMPLETED",
+                    ("milestone", milestone.id),
+                    {"status": MilestoneStatus.OPEN},
+                    {"status": MilestoneStatus.COMPLETED},
                 )
-        return OrderOutcome(order_id=order.id, status="COMPLETED")
+        return OrderOutcome(order_id=order.id, status=MilestoneStatus.COMPLETED)
 
-    @activity.defn(name="milestone_approved")
+    @activity.defn(name=steps.MILESTONE_APPROVED.name)
     async def milestone_approved(self, req: MilestoneStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
@@ -76,19 +80,22 @@ class MilestoneActivities:
                 Milestone,
                 milestone.id,
                 field="status",
-                expected=("COMPLETED",),
-                target="APPROVED",
+                expected=(MilestoneStatus.COMPLETED,),
+                target=MilestoneStatus.APPROVED,
                 values={"approved_at": now},
             ):
-                milestone.status = "APPROVED"
+                milestone.status = MilestoneStatus.APPROVED
                 book = OrderBook(session, order, req.caller)
                 book.milestone_event(milestone, escrow, "escrow.milestone_approved", {"approved_at": iso(now)})
                 book.audit(
-                    "MILESTONE_APPROVED", ("milestone", milestone.id), {"status": "COMPLETED"}, {"status": "APPROVED"}
+                    "MILESTONE_APPROVED",
+                    ("milestone", milestone.id),
+                    {"status": MilestoneStatus.COMPLETED},
+                    {"status": MilestoneStatus.APPROVED},
                 )
-        return OrderOutcome(order_id=order.id, status="APPROVED")
+        return OrderOutcome(order_id=order.id, status=MilestoneStatus.APPROVED)
 
-    @activity.defn(name="milestone_released")
+    @activity.defn(name=steps.MILESTONE_RELEASED.name)
     async def milestone_released(self, req: MilestoneStep) -> OrderOutcome:
         """APPROVED -> RELEASED with the seller's credit; status `LAST` when nothing is left to pay."""
         async with self.ctx.sessions() as session, session.begin():
@@ -103,11 +110,11 @@ class MilestoneActivities:
                 Milestone,
                 milestone.id,
                 field="status",
-                expected=("APPROVED",),
-                target="RELEASED",
+                expected=(MilestoneStatus.APPROVED,),
+                target=MilestoneStatus.RELEASED,
                 values={"released_at": now, "release_tx_hash": req.tx_hash},
             ):
-                milestone.status = "RELEASED"
+                milestone.status = MilestoneStatus.RELEASED
                 await book.ledger(
                     LedgerEffect.milestone_release(
                         book.account(escrow),
@@ -126,13 +133,13 @@ class MilestoneActivities:
                 book.audit(
                     "MILESTONE_RELEASED",
                     ("milestone", milestone.id),
-                    {"status": "APPROVED"},
-                    {"status": "RELEASED", "amount": format_cents(milestone.amount)},
+                    {"status": MilestoneStatus.APPROVED},
+                    {"status": MilestoneStatus.RELEASED, "amount": format_cents(milestone.amount)},
                 )
             left = in_escrow(escrow)
-        return OrderOutcome(order_id=order.id, status="LAST" if left == 0 else "RELEASED")
+        return OrderOutcome(order_id=order.id, status="LAST" if left == 0 else MilestoneStatus.RELEASED)
 
-    @activity.defn(name="milestone_refunded")
+    @activity.defn(name=steps.MILESTONE_REFUNDED.name)
     async def milestone_refunded(self, req: MilestoneStep) -> OrderOutcome:
         """One milestone's amount went back to the buyer (an order refund, milestone by
         milestone): its keyed credit, the escrow's refunded total, the milestone CANCELED."""
@@ -169,6 +176,6 @@ class MilestoneActivities:
                     "MILESTONE_CANCELED",
                     ("milestone", milestone.id),
                     None,
-                    {"status": "CANCELED", "refunded_amount": format_cents(milestone.amount)},
+                    {"status": MilestoneStatus.CANCELED, "refunded_amount": format_cents(milestone.amount)},
                 )
         return OrderOutcome(order_id=order.id, status=MilestoneStatus.CANCELED)

@@ -18,12 +18,14 @@ from models.events import new_event
 from models.ledger import EscrowAccount, LedgerEffect
 from models.money import format_cents
 from models.orders_io import Caller, EscrowPlan, OrderStep
-from models.states import OrderStatus
+from models.states import EscrowStatus, MilestoneStatus, OrderStatus
 from models.tables import Escrow, Milestone, Order
 from models.timefmt import iso, utcnow
 
 LIVE = col(Escrow.discarded_at).is_(None)
-ESCROW_EVENT = {"FUNDING": "escrow.funding_started"}  # domain.md §4.4: the one not named after its state
+ESCROW_EVENT: dict[str, str] = {
+    EscrowStatus.FUNDING: "escrow.funding_started"
+}  # domain.md §4.4: the one not named after its state
 
 
 def in_escrow(escrow: Escrow) -> int:
@@ -168,7 +170,10 @@ class OrderBook:
             (
                 await self.session.execute(
                     select(Milestone)
-                    .where(col(Milestone.order_id) == self.order.id, col(Milestone.status).in_(("OPEN", "COMPLETED")))
+                    .where(
+                        col(Milestone.order_id) == self.order.id,
+                        col(Milestone.status).in_((MilestoneStatus.OPEN, MilestoneStatus.COMPLETED)),
+                    )
                     .order_by(col(Milestone.position))
                 )
             )
@@ -177,11 +182,16 @@ class OrderBook:
         )
         for milestone in milestones:
             await compare_and_set(
-                self.session, Milestone, milestone.id, field="status", expected=("OPEN", "COMPLETED"), target="CANCELED"
+                self.session,
+                Milestone,
+                milestone.id,
+                field="status",
+                expected=(MilestoneStatus.OPEN, MilestoneStatus.COMPLETED),
+                target=MilestoneStatus.CANCELED,
             )
-            milestone.status = "CANCELED"
+            milestone.status = MilestoneStatus.CANCELED
             self.milestone_event(milestone, escrow, "escrow.milestone_canceled", {"reason": reason})
-            self.audit("MILESTONE_CANCELED", ("milestone", milestone.id), None, {"status": "CANCELED"})
+            self.audit("MILESTONE_CANCELED", ("milestone", milestone.id), None, {"status": MilestoneStatus.CANCELED})
 
     async def pay_out(self, escrow: Escrow, *, released: int = 0, refunded: int = 0) -> None:
         """Move the escrow's and the order's paid totals (domain.md §3.3 step 4)."""
@@ -232,18 +242,23 @@ class OrderBook:
             "released_amount": format_cents(order.released_amount),
             "refunded_amount": format_cents(order.refunded_amount),
         }
-        stamp = "released_at" if settled == "RELEASED" else "refunded_at"
+        stamp = "released_at" if settled == OrderStatus.RELEASED else "refunded_at"
         await book.escrow_move(
             escrow,
             settled,
-            ("RELEASING", "REFUNDING", "FUNDED", "DISPUTED"),
+            (EscrowStatus.RELEASING, EscrowStatus.REFUNDING, EscrowStatus.FUNDED, EscrowStatus.DISPUTED),
             {**side, **totals, "tx_hash": tx_hash, stamp: iso(now)},
             values={stamp: now, "settlement_tx_hash": tx_hash},
         )
-        who = {"seller_id": order.seller_id} if settled == "RELEASED" else {"buyer_id": order.buyer_id}
+        who = {"seller_id": order.seller_id} if settled == OrderStatus.RELEASED else {"buyer_id": order.buyer_id}
         await book.move(
             settled,
-            ("RELEASE_REQUESTED", "REFUND_REQUESTED", "IN_PROGRESS", "DISPUTED"),
+            (
+                OrderStatus.RELEASE_REQUESTED,
+                OrderStatus.REFUND_REQUESTED,
+                OrderStatus.IN_PROGRESS,
+                OrderStatus.DISPUTED,
+            ),
             {**who, "amount": format_cents(amount), "currency": "USD", **totals},
             values={"last_error": None},
         )

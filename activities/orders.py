@@ -19,6 +19,7 @@ from activities.order_book import (
     lock_order,
     plan_of,
 )
+from models import steps
 from models.errors import ErrorCode
 from models.ledger import LedgerEffect
 from models.money import format_cents
@@ -29,6 +30,7 @@ from models.orders_io import (
     OrderOutcome,
     OrderStep,
 )
+from models.states import EscrowStatus, MilestoneStatus, OrderStatus
 from models.tables import Milestone, Order
 from models.timefmt import iso, utcnow
 
@@ -39,7 +41,7 @@ class OrderActivities:
 
     # creation, reservation, cancellation ------------------------------------------------------
 
-    @activity.defn(name="order_create")
+    @activity.defn(name=steps.ORDER_CREATE.name)
     async def create(self, req: CreateOrder) -> OrderOutcome:
         data = req.order
         async with self.ctx.sessions() as session, session.begin():
@@ -55,7 +57,7 @@ class OrderActivities:
                 title=data.title,
                 description=data.description,
                 amount=data.amount,
-                status="ORDER_CREATED",
+                status=OrderStatus.ORDER_CREATED,
                 metadata_=data.metadata,
                 created_at=now,
                 updated_at=now,
@@ -84,7 +86,7 @@ class OrderActivities:
                         position=spec.position,
                         title=spec.title,
                         amount=spec.amount,
-                        status="OPEN",
+                        status=MilestoneStatus.OPEN,
                         created_at=now,
                         updated_at=now,
                     )
@@ -95,7 +97,7 @@ class OrderActivities:
                 ("order", order.id),
                 {
                     "order_id": order.id,
-                    "status": "ORDER_CREATED",
+                    "status": OrderStatus.ORDER_CREATED,
                     "buyer_id": order.buyer_id,
                     "seller_id": order.seller_id,
                     "amount": format_cents(order.amount),
@@ -106,21 +108,21 @@ class OrderActivities:
                 },
             )
             book.audit(
-                "ORDER_CREATED",
+                OrderStatus.ORDER_CREATED,
                 ("order", order.id),
                 None,
-                {"status": "ORDER_CREATED", "amount": format_cents(order.amount)},
+                {"status": OrderStatus.ORDER_CREATED, "amount": format_cents(order.amount)},
             )
-        return OrderOutcome(order_id=data.id, status="ORDER_CREATED")
+        return OrderOutcome(order_id=data.id, status=OrderStatus.ORDER_CREATED)
 
-    @activity.defn(name="order_reserve")
+    @activity.defn(name=steps.ORDER_RESERVE.name)
     async def reserve(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order = await lock_order(session, req.order_id)
             book = OrderBook(session, order, req.caller)
             if await book.move(
-                "FUNDS_RESERVED",
-                ("ORDER_CREATED",),
+                OrderStatus.FUNDS_RESERVED,
+                (OrderStatus.ORDER_CREATED,),
                 {"buyer_id": order.buyer_id, "amount": format_cents(order.amount), "currency": "USD"},
             ):
                 await book.ledger(
@@ -134,15 +136,15 @@ class OrderActivities:
                 )
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    @activity.defn(name="order_cancel")
+    @activity.defn(name=steps.ORDER_CANCEL.name)
     async def cancel(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order = await lock_order(session, req.order_id)
-            if order.status == "CLOSED":
+            if order.status == OrderStatus.CLOSED:
                 return OrderOutcome(order_id=order.id, status=order.status)
             previous = order.status
             book = OrderBook(session, order, req.caller)
-            reserved = previous == "FUNDS_RESERVED"
+            reserved = previous == OrderStatus.FUNDS_RESERVED
             if reserved:
                 await book.ledger(
                     LedgerEffect.order_reserve_release(
@@ -159,7 +161,7 @@ class OrderActivities:
                 ("order", order.id),
                 {
                     "order_id": order.id,
-                    "status": "CLOSED",
+                    "status": OrderStatus.CLOSED,
                     "buyer_id": order.buyer_id,
                     "reason": req.reason,
                     "previous_status": previous,
@@ -169,8 +171,8 @@ class OrderActivities:
             book.audit("ORDER_CANCELED", ("order", order.id), {"status": previous}, {"cancel_reason": req.reason})
             now = utcnow()
             await book.move(
-                "CLOSED",
-                ("ORDER_CREATED", "FUNDS_RESERVED"),
+                OrderStatus.CLOSED,
+                (OrderStatus.ORDER_CREATED, OrderStatus.FUNDS_RESERVED),
                 {
                     "close_reason": "CANCELED",
                     "released_amount": "0.00",
@@ -179,11 +181,11 @@ class OrderActivities:
                 },
                 values={"close_reason": "CANCELED", "cancel_reason": req.reason, "closed_at": now},
             )
-        return OrderOutcome(order_id=order.id, status="CLOSED")
+        return OrderOutcome(order_id=order.id, status=OrderStatus.CLOSED)
 
     # release and refund ---------------------------------------------------------------------
 
-    @activity.defn(name="settlement_requested")
+    @activity.defn(name=steps.SETTLEMENT_REQUESTED.name)
     async def settlement_requested(self, req: OrderStep) -> EscrowPlan:
         """IN_PROGRESS -> RELEASE_REQUESTED / REFUND_REQUESTED (req.operation: release | refund)."""
         release = req.operation == "release"
@@ -191,16 +193,18 @@ class OrderActivities:
             order, escrow = await load_locked(session, req.order_id)
             assert escrow is not None
             book = OrderBook(session, order, req.caller)
-            target = "RELEASE_REQUESTED" if release else "REFUND_REQUESTED"
+            target = OrderStatus.RELEASE_REQUESTED if release else OrderStatus.REFUND_REQUESTED
             if await book.move(
                 target,
-                ("IN_PROGRESS",),
+                (OrderStatus.IN_PROGRESS,),
                 {"amount": format_cents(in_escrow(escrow)), "currency": "USD", "reason": req.reason},
             ):
-                await book.escrow_move(escrow, "RELEASING" if release else "REFUNDING", ("FUNDED",))
+                await book.escrow_move(
+                    escrow, EscrowStatus.RELEASING if release else EscrowStatus.REFUNDING, (EscrowStatus.FUNDED,)
+                )
         return plan_of(order, escrow)
 
-    @activity.defn(name="settlement_failed")
+    @activity.defn(name=steps.SETTLEMENT_FAILED.name)
     async def settlement_failed(self, req: OrderStep) -> OrderOutcome:
         """Compensation: back to IN_PROGRESS (escrow FUNDED) with last_error."""
         async with self.ctx.sessions() as session, session.begin():
@@ -209,10 +213,10 @@ class OrderActivities:
             book = OrderBook(session, order, req.caller)
             operation = req.operation or "release"
             error = last_error(operation, req)
-            await book.escrow_move(escrow, "FUNDED", ("RELEASING", "REFUNDING"))
+            await book.escrow_move(escrow, EscrowStatus.FUNDED, (EscrowStatus.RELEASING, EscrowStatus.REFUNDING))
             await book.move(
-                "IN_PROGRESS",
-                ("RELEASE_REQUESTED", "REFUND_REQUESTED"),
+                OrderStatus.IN_PROGRESS,
+                (OrderStatus.RELEASE_REQUESTED, OrderStatus.REFUND_REQUESTED),
                 {"amount_in_escrow": format_cents(in_escrow(escrow)), "currency": "USD", "error": error},
                 values={"last_error": error},
             )
@@ -221,7 +225,7 @@ class OrderActivities:
             )
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    @activity.defn(name="order_step_failed")
+    @activity.defn(name=steps.ORDER_STEP_FAILED.name)
     async def step_failed(self, req: OrderStep) -> OrderOutcome:
         """A step that failed for good without moving the order (a milestone's completion or
         payment): `last_error` names it and the failure is audited."""
@@ -234,7 +238,7 @@ class OrderActivities:
             )
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    @activity.defn(name="order_released")
+    @activity.defn(name=steps.ORDER_RELEASED.name)
     async def released(self, req: OrderStep) -> OrderOutcome:
         """Everything left in escrow went to the seller: ledger (single-release), escrow and order closed."""
         async with self.ctx.sessions() as session, session.begin():
@@ -248,10 +252,10 @@ class OrderActivities:
                     LedgerEffect.order_release(book.account(escrow), seller_id=order.seller_id, amount=paid)
                 )
                 await book.pay_out(escrow, released=paid)
-            await book.close_settled(escrow, "RELEASED", paid, req.reason or "RELEASED", tx_hash=req.tx_hash)
+            await book.close_settled(escrow, OrderStatus.RELEASED, paid, req.reason or "RELEASED", tx_hash=req.tx_hash)
         return OrderOutcome(order_id=order.id, status=order.status)
 
-    @activity.defn(name="order_refunded")
+    @activity.defn(name=steps.ORDER_REFUNDED.name)
     async def refunded(self, req: OrderStep) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
@@ -266,5 +270,7 @@ class OrderActivities:
                 await book.pay_out(escrow, refunded=returned)
             await book.cancel_milestones(escrow, "refunded")
             # milestone orders were credited milestone by milestone (milestone_refunded): the total
-            await book.close_settled(escrow, "REFUNDED", order.refunded_amount, "REFUNDED", tx_hash=req.tx_hash)
+            await book.close_settled(
+                escrow, OrderStatus.REFUNDED, order.refunded_amount, "REFUNDED", tx_hash=req.tx_hash
+            )
         return OrderOutcome(order_id=order.id, status=order.status)

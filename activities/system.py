@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from models import steps
 from models.workflow_io import ProbeResult
 
 
@@ -16,7 +17,7 @@ class SystemActivities:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    @activity.defn(name="probe_database")
+    @activity.defn(name=steps.PROBE_DATABASE.name)
     async def probe_database(self) -> ProbeResult:
         async with self.engine.connect() as conn:
             ok = (await conn.execute(text("SELECT 1"))).scalar_one() == 1

@@ -8,6 +8,7 @@ from temporalio import activity
 from activities.context import WorkerContext
 from activities.ledger import apply_effect
 from activities.records import compare_and_set
+from models import steps
 from models.audit import audit_entry
 from models.events import new_event
 from models.ledger import LedgerEffect
@@ -21,7 +22,7 @@ class TopupActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="topup_credit_crypto")
+    @activity.defn(name=steps.TOPUP_CREDIT_CRYPTO.name)
     async def credit_crypto(self, req: TopUpInput) -> TopUpResult:
         workflow_id = activity.info().workflow_id or req.topup_id
         actor = ("system", workflow_id)

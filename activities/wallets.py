@@ -18,6 +18,7 @@ from temporalio import activity
 
 from activities.context import WorkerContext, provider_errors
 from activities.records import compare_and_set
+from models import steps
 from models.audit import audit_entry
 from models.events import new_event
 from models.money import stellar_amount_to_stroops
@@ -57,7 +58,7 @@ class WalletActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="wallet_activate")
+    @activity.defn(name=steps.WALLET_ACTIVATE.name)
     @provider_errors
     async def wallet_activate(self, req: WalletSetupInput) -> WalletSetupResult:
         return await activate(self.ctx, req.wallet_id)

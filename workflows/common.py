@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -13,9 +12,9 @@ with workflow.unsafe.imports_passed_through():
     from models.errors import OfferhubError
     from models.search import STATUS
     from models.states import StateMachine
+    from models.steps import In, Out, Step
     from workflows.retry import DB_STEP, FOREVER, PROVIDER_STEP
 
-T = TypeVar("T")
 # provider activities heartbeat every 3 s: a worker that died mid-call is replaced within this
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
@@ -43,20 +42,20 @@ def business_cause(error: ActivityError | ApplicationError) -> ApplicationError:
     return ApplicationError(str(error), type="INTERNAL_ERROR", non_retryable=True)
 
 
-async def db_step(name: str, arg: Any, result_type: type[T]) -> T:
+async def db_step(step: Step[In, Out], arg: In) -> Out:
     """A short PostgreSQL step (local activity): retried until done, business errors excepted."""
-    result: T = await workflow.execute_local_activity(
-        name, arg, result_type=result_type, start_to_close_timeout=DB_STEP, retry_policy=FOREVER
+    result: Out = await workflow.execute_local_activity(
+        step.name, arg, result_type=step.output, start_to_close_timeout=DB_STEP, retry_policy=FOREVER
     )
     return result
 
 
-async def provider_step(name: str, arg: Any, result_type: type[T]) -> T:
+async def provider_step(step: Step[In, Out], arg: In) -> Out:
     """A provider call (regular activity): retried without limit unless refused for good."""
-    result: T = await workflow.execute_activity(
-        name,
+    result: Out = await workflow.execute_activity(
+        step.name,
         arg,
-        result_type=result_type,
+        result_type=step.output,
         start_to_close_timeout=PROVIDER_STEP,
         retry_policy=FOREVER,
         heartbeat_timeout=HEARTBEAT_TIMEOUT,

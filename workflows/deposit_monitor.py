@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models import steps
     from models.workflow_io import DepositMonitorState, DepositPage, DepositScan, ScanResult, ScanWallet
     from workflows.retry import FOREVER, PROVIDER_STEP
 
@@ -49,9 +50,9 @@ class DepositMonitorWorkflow:
 
     async def _scan(self, req: DepositScan) -> DepositPage:
         page: DepositPage = await workflow.execute_activity(
-            "deposits_scan",
+            steps.DEPOSITS_SCAN.name,
             req,
-            result_type=DepositPage,
+            result_type=steps.DEPOSITS_SCAN.output,
             start_to_close_timeout=PROVIDER_STEP,
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=FOREVER,
@@ -59,9 +60,9 @@ class DepositMonitorWorkflow:
         self.state.deposits_seen += page.deposits_found
         if page.topup_ids:
             await workflow.execute_activity(
-                "topups_start",
+                steps.TOPUPS_START.name,
                 page.topup_ids,
-                result_type=int,
+                result_type=steps.TOPUPS_START.output,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=FOREVER,
             )

@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models import steps
     from models.disputes import shares, spread
     from models.disputes_io import (
         AddComment,
@@ -25,8 +26,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.errors import ErrorCode, OfferhubError
     from models.money import AmountFormatError, format_cents, parse_amount
-    from models.orders_io import Caller, ChainDone, EscrowCallInput
-    from models.states import DISPUTE
+    from models.orders_io import Caller, EscrowCallInput
+    from models.states import DISPUTE, DisputeStatus
     from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
 
 
@@ -35,7 +36,7 @@ class DisputeWorkflow:
     @workflow.init
     def __init__(self, dispute: DisputeInput) -> None:
         self.dispute = dispute
-        self.status = "OPEN"
+        self.status: str = DisputeStatus.OPEN
         self.assigned_to: str | None = None
         self.settling = False
         self.lock = asyncio.Lock()
@@ -48,7 +49,7 @@ class DisputeWorkflow:
     @workflow.run
     async def run(self, dispute: DisputeInput) -> DisputeOutcome:
         set_status(self.status, self._details)
-        await workflow.wait_condition(lambda: self.status == "RESOLVED")
+        await workflow.wait_condition(lambda: self.status == DisputeStatus.RESOLVED)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DisputeOutcome(dispute_id=dispute.dispute_id, status=self.status)
 
@@ -60,7 +61,7 @@ class DisputeWorkflow:
         )
         if self.rejections:
             text += f". Last refused signal: {self.rejections[-1]}"
-        return text + (". Waiting for a support decision." if self.status != "RESOLVED" else ".")
+        return text + (". Waiting for a support decision." if self.status != DisputeStatus.RESOLVED else ".")
 
     def _moved(self, status: str) -> None:
         self.status = status
@@ -73,14 +74,13 @@ class DisputeWorkflow:
         async with self.lock:
             self._check_assign(req)
             await db_step(
-                "dispute_assigned",
+                steps.DISPUTE_ASSIGNED,
                 DisputeStep(
                     dispute_id=self.dispute.dispute_id, caller=req.caller, assigned_to=req.assigned_to, note=req.note
                 ),
-                DisputeOutcome,
             )
             self.assigned_to = req.assigned_to
-            self._moved("UNDER_REVIEW")
+            self._moved(DisputeStatus.UNDER_REVIEW)
             return DisputeOutcome(dispute_id=self.dispute.dispute_id, status=self.status)
 
     @assign.validator
@@ -107,7 +107,7 @@ class DisputeWorkflow:
                     {
                         "dispute_id": self.dispute.dispute_id,
                         "current_state": self.status,
-                        "allowed_states": ["UNDER_REVIEW"],
+                        "allowed_states": [DisputeStatus.UNDER_REVIEW],
                         "reason": "settlement_in_progress",
                     },
                 )
@@ -151,7 +151,7 @@ class DisputeWorkflow:
             note=req.note,
             resolved_by=resolved_by,
         )
-        await db_step("dispute_decided", step, DisputeOutcome)
+        await db_step(steps.DISPUTE_DECIDED, step)
         workflow.set_current_details(
             f"Settling {req.decision} on chain: {format_cents(release)} to the seller, "
             f"{format_cents(refund)} to the buyer"
@@ -162,14 +162,13 @@ class DisputeWorkflow:
             cause = business_cause(exc)
             self.chain_round += 1  # a new decision settles under new operation keys
             await db_step(
-                "dispute_settlement_failed",
+                steps.DISPUTE_SETTLEMENT_FAILED,
                 DisputeStep(
                     dispute_id=self.dispute.dispute_id,
                     caller=req.caller,
                     error_code=cause.type,
                     error_message=cause.message,
                 ),
-                DisputeOutcome,
             )
             self.settling = False
             set_status(self.status, self._details)
@@ -184,13 +183,13 @@ class DisputeWorkflow:
                     },
                 )
             ) from None
-        await db_step("dispute_settled", step, DisputeOutcome)
+        await db_step(steps.DISPUTE_SETTLED, step)
         await workflow.get_external_workflow_handle(self.dispute.order_id).signal(
             "dispute_settled",
-            DisputeOutcome(dispute_id=self.dispute.dispute_id, status="RESOLVED", decision=req.decision),
+            DisputeOutcome(dispute_id=self.dispute.dispute_id, status=DisputeStatus.RESOLVED, decision=req.decision),
         )
-        self._moved("RESOLVED")
-        return DisputeOutcome(dispute_id=self.dispute.dispute_id, status="RESOLVED", decision=req.decision)
+        self._moved(DisputeStatus.RESOLVED)
+        return DisputeOutcome(dispute_id=self.dispute.dispute_id, status=DisputeStatus.RESOLVED, decision=req.decision)
 
     async def _on_chain(self, release: int, refund: int, caller: Caller) -> None:
         plan = self.dispute.plan
@@ -206,9 +205,9 @@ class DisputeWorkflow:
             "round": self.chain_round,
         }
         if plan.escrow_type == "single-release":
-            await provider_step("escrow_call", EscrowCallInput(kind="dispute", **call), ChainDone)
+            await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="dispute", **call))
             await provider_step(
-                "escrow_call", EscrowCallInput(kind="resolve", to_seller=release, to_buyer=refund, **call), ChainDone
+                steps.ESCROW_CALL, EscrowCallInput(kind="resolve", to_seller=release, to_buyer=refund, **call)
             )
             return
         # milestones settled by an earlier decision stay as they landed; the rest share what is left
@@ -216,13 +215,13 @@ class DisputeWorkflow:
         parts = spread(release - self._already_settled()[0], [m.amount for m in open_milestones])
         for milestone, (to_seller, to_buyer) in zip(open_milestones, parts, strict=True):
             per = {**call, "milestone_id": milestone.id, "milestone_index": milestone.position}
-            await provider_step("escrow_call", EscrowCallInput(kind="dispute", **per), ChainDone)
+            await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="dispute", **per))
             done = await provider_step(
-                "escrow_call", EscrowCallInput(kind="resolve", to_seller=to_seller, to_buyer=to_buyer, **per), ChainDone
+                steps.ESCROW_CALL, EscrowCallInput(kind="resolve", to_seller=to_seller, to_buyer=to_buyer, **per)
             )
             self.settled[milestone.id] = (to_seller, to_buyer)
             await db_step(
-                "dispute_milestone_settled",
+                steps.DISPUTE_MILESTONE_SETTLED,
                 DisputeStep(
                     dispute_id=self.dispute.dispute_id,
                     caller=caller,
@@ -231,7 +230,6 @@ class DisputeWorkflow:
                     refund_amount=to_buyer,
                     tx_hash=done.tx_hash,
                 ),
-                DisputeOutcome,
             )
 
     # comments ------------------------------------------------------------------------------
@@ -241,9 +239,7 @@ class DisputeWorkflow:
         async with self.lock:
             self._check_comment(req)
             await db_step(
-                "dispute_comment",
-                DisputeStep(dispute_id=self.dispute.dispute_id, caller=req.caller, comment=req),
-                DisputeOutcome,
+                steps.DISPUTE_COMMENT, DisputeStep(dispute_id=self.dispute.dispute_id, caller=req.caller, comment=req)
             )
             return DisputeOutcome(dispute_id=self.dispute.dispute_id, status=self.status)
 
@@ -265,12 +261,11 @@ class DisputeWorkflow:
                 await self._reject("DISPUTE_ASSIGNED", payload, caller, exc)
                 return
             await db_step(
-                "dispute_assigned",
+                steps.DISPUTE_ASSIGNED,
                 DisputeStep(dispute_id=self.dispute.dispute_id, caller=caller, assigned_to=assigned_to, note=note),
-                DisputeOutcome,
             )
             self.assigned_to = assigned_to
-            self._moved("UNDER_REVIEW")
+            self._moved(DisputeStatus.UNDER_REVIEW)
 
     @workflow.signal(name="resolve")
     async def resolve_signal(self, payload: dict[str, Any]) -> None:
@@ -299,7 +294,7 @@ class DisputeWorkflow:
         self.rejections.append(f"{action} refused: {error.type}: {error.message}")
         set_status(self.status, self._details)
         await db_step(
-            "dispute_signal_rejected",
+            steps.DISPUTE_SIGNAL_REJECTED,
             DisputeStep(
                 dispute_id=self.dispute.dispute_id,
                 caller=caller,
@@ -307,7 +302,6 @@ class DisputeWorkflow:
                 error_message=error.message,
                 rejected={"action": action, "payload": {k: v for k, v in payload.items() if k != "actor"}},
             ),
-            DisputeOutcome,
         )
 
 

@@ -15,10 +15,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from models import steps
     from models.errors import ErrorCode, OfferhubError
     from models.orders_io import (
         Caller,
-        ChainDone,
         EscrowCallInput,
         MilestoneAction,
         MilestoneInputs,
@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
         MilestonePaid,
         MilestonePayment,
         MilestoneStep,
-        OrderOutcome,
         OrderStatusNote,
         OrderStep,
     )
@@ -97,7 +96,7 @@ class MilestoneWorkflow:
                         "order_id": self.inputs.order_id,
                         "milestone_id": self.inputs.milestone.id,
                         "current_state": self.order_state,
-                        "allowed_states": ["IN_PROGRESS"],
+                        "allowed_states": [OrderStatus.IN_PROGRESS],
                     },
                 )
             )
@@ -110,12 +109,12 @@ class MilestoneWorkflow:
         async with self.lock:
             self._check_complete(req)
             try:
-                await provider_step("escrow_call", self._call("complete", req.note or ""), ChainDone)
+                await provider_step(steps.ESCROW_CALL, self._call("complete", req.note or ""))
             except ActivityError as exc:
                 cause = business_cause(exc)
                 operation = f"milestone_complete:{self.inputs.milestone.milestone_ref}"
                 await db_step(
-                    "order_step_failed",
+                    steps.ORDER_STEP_FAILED,
                     OrderStep(
                         order_id=self.inputs.order_id,
                         caller=req.caller,
@@ -123,7 +122,6 @@ class MilestoneWorkflow:
                         error_code=cause.type,
                         error_message=cause.message,
                     ),
-                    OrderOutcome,
                 )
                 self.chain_round += 1
                 raise refusal(
@@ -137,7 +135,7 @@ class MilestoneWorkflow:
                         },
                     )
                 ) from None
-            await db_step("milestone_completed", self._step(req.caller, note=req.note), OrderOutcome)
+            await db_step(steps.MILESTONE_COMPLETED, self._step(req.caller, note=req.note))
             self._moved(MilestoneStatus.COMPLETED)
             await self._report()
             return self._outcome()

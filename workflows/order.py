@@ -21,13 +21,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.disputes_io import DisputeInput, DisputeOutcome, OpenDispute
+    from models import steps
+    from models.disputes_io import DisputeOutcome, OpenDispute
     from models.errors import ErrorCode, OfferhubError
     from models.money import format_cents
     from models.orders_io import (
         Caller,
         Cancel,
-        ChainDone,
         CreateOrder,
         EscrowAction,
         EscrowCallInput,
@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         Settle,
     )
     from models.search import attributes
-    from models.states import ORDER, MilestoneStatus, OrderStatus
+    from models.states import ORDER, DisputeStatus, MilestoneStatus, OrderStatus
     from workflows.common import business_cause, db_step, provider_step, refusal, set_status
     from workflows.dispute import DisputeWorkflow
     from workflows.milestone import MilestoneWorkflow
@@ -123,9 +123,7 @@ class OrderWorkflow:
         async with self.lock:
             if self.status == "NEW":
                 try:
-                    outcome = await db_step(
-                        "order_create", CreateOrder(order=self.order, caller=req.caller), OrderOutcome
-                    )
+                    outcome = await db_step(steps.ORDER_CREATE, CreateOrder(order=self.order, caller=req.caller))
                 except (ActivityError, ApplicationError) as exc:
                     # never recorded (its client_order_ref is taken): nothing to run, the workflow ends
                     self._moved(NOT_CREATED)
@@ -140,7 +138,7 @@ class OrderWorkflow:
         async with self.lock:
             self._check_reserve(req)
             try:
-                outcome = await db_step("order_reserve", self._step(req.caller), OrderOutcome)
+                outcome = await db_step(steps.ORDER_RESERVE, self._step(req.caller))
             except ActivityError as exc:
                 raise business_cause(exc) from None
             self._moved(outcome.status)
@@ -162,7 +160,7 @@ class OrderWorkflow:
     async def cancel(self, req: Cancel) -> OrderOutcome:
         async with self.lock:
             self._check_cancel(req)
-            outcome = await db_step("order_cancel", self._step(req.caller, reason=req.reason), OrderOutcome)
+            outcome = await db_step(steps.ORDER_CANCEL, self._step(req.caller, reason=req.reason))
             self._moved(outcome.status)
             return outcome
 
@@ -177,23 +175,22 @@ class OrderWorkflow:
         async with self.lock:
             self._check_create_escrow(req)
             try:
-                plan = await db_step("escrow_prepare", self._step(req.caller), EscrowPlan)
+                plan = await db_step(steps.ESCROW_PREPARE, self._step(req.caller))
             except ActivityError as exc:
                 raise business_cause(exc) from None
             self._moved(OrderStatus.ESCROW_CREATING)
             try:
-                done = await provider_step("escrow_deploy", plan, ChainDone)
+                done = await provider_step(steps.ESCROW_DEPLOY, plan)
             except ActivityError as exc:
                 cause = business_cause(exc)
                 outcome = await db_step(
-                    "escrow_deploy_failed",
+                    steps.ESCROW_DEPLOY_FAILED,
                     self._step(req.caller, error_code=cause.type, error_message=cause.message),
-                    OrderOutcome,
                 )
                 self._moved(outcome.status)
                 raise self._provider_error("the escrow deployment was refused", cause) from None
             done.escrow_id = plan.escrow_id
-            self.plan = await db_step("escrow_deployed", done, EscrowPlan)
+            self.plan = await db_step(steps.ESCROW_DEPLOYED, done)
             self._moved(OrderStatus.ESCROW_FUNDING)
             return OrderOutcome(order_id=self.order.id, status=self.status)
 
@@ -205,16 +202,15 @@ class OrderWorkflow:
     async def fund_escrow(self, req: EscrowAction) -> OrderOutcome:
         async with self.lock:
             self._check_fund_escrow(req)
-            plan = await db_step("escrow_funding_started", self._step(req.caller), EscrowPlan)
+            plan = await db_step(steps.ESCROW_FUNDING_STARTED, self._step(req.caller))
             plan.round = self.chain_round
             try:
-                done = await provider_step("escrow_fund", plan, ChainDone)
+                done = await provider_step(steps.ESCROW_FUND, plan)
             except ActivityError as exc:
                 cause = business_cause(exc)
                 await db_step(
-                    "escrow_funding_failed",
+                    steps.ESCROW_FUNDING_FAILED,
                     self._step(req.caller, error_code=cause.type, error_message=cause.message),
-                    OrderOutcome,
                 )
                 self.chain_round += 1  # funding may be retried: as a new round of the chain step
                 raise refusal(
@@ -225,7 +221,7 @@ class OrderWorkflow:
                     )
                 ) from None
             done.escrow_id = plan.escrow_id
-            outcome = await db_step("escrow_funded", done, OrderOutcome)
+            outcome = await db_step(steps.ESCROW_FUNDED, done)
             self.plan = plan
             self._moved(outcome.status)
             await self._start_milestones(plan)
@@ -305,7 +301,9 @@ class OrderWorkflow:
                     "order_id": self.order.id,
                     "milestone_id": milestone.id,
                     "current_state": self.status if frozen else state,
-                    "allowed_states": ["IN_PROGRESS"] if frozen else ["COMPLETED", "APPROVED"],
+                    "allowed_states": [OrderStatus.IN_PROGRESS]
+                    if frozen
+                    else [MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED],
                 },
             )
         try:
@@ -329,12 +327,12 @@ class OrderWorkflow:
         per = {**self._escrow_call(self.plan), "milestone_id": milestone.id, "milestone_index": milestone.position}
         step = MilestoneStep(milestone_id=milestone.id, order_id=self.order.id, caller=caller)
         if self.milestones[milestone.id] != MilestoneStatus.APPROVED:
-            await provider_step("escrow_call", EscrowCallInput(kind="approve", **per), ChainDone)
-            await db_step("milestone_approved", step, OrderOutcome)
+            await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="approve", **per))
+            await db_step(steps.MILESTONE_APPROVED, step)
             self.milestones[milestone.id] = MilestoneStatus.APPROVED
-        done = await provider_step("escrow_call", EscrowCallInput(kind="release", **per), ChainDone)
+        done = await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="release", **per))
         step.tx_hash = done.tx_hash
-        await db_step("milestone_released", step, OrderOutcome)
+        await db_step(steps.MILESTONE_RELEASED, step)
         self.milestones[milestone.id] = MilestoneStatus.RELEASED
         workflow.set_current_details(self._summary())
         return done.tx_hash
@@ -345,7 +343,7 @@ class OrderWorkflow:
     async def open_dispute(self, req: OpenDispute) -> OrderOutcome:
         async with self.lock:
             self._check_open_dispute(req)
-            dispute = await db_step("dispute_open", req, DisputeInput)
+            dispute = await db_step(steps.DISPUTE_OPEN, req)
             dispute.first_round = self.chain_round
             self._moved(OrderStatus.DISPUTED)
             await self._notify_milestones(OrderStatus.DISPUTED)
@@ -355,7 +353,7 @@ class OrderWorkflow:
                 id=dispute.dispute_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=attributes(
-                    "dispute", "OPEN", [self.order.buyer_id, self.order.seller_id], dispute.disputed_amount
+                    "dispute", DisputeStatus.OPEN, [self.order.buyer_id, self.order.seller_id], dispute.disputed_amount
                 ),
                 static_summary=f"Dispute {dispute.dispute_id} on order {self.order.id}: "
                 f"{format_cents(dispute.disputed_amount)} USD, opened by {dispute.opened_by}",
@@ -381,7 +379,7 @@ class OrderWorkflow:
         async with self.lock:
             self._check_release(req)
             plan = await db_step(
-                "settlement_requested", self._step(req.caller, reason=req.reason, operation="release"), EscrowPlan
+                steps.SETTLEMENT_REQUESTED, self._step(req.caller, reason=req.reason, operation="release")
             )
             self._moved(OrderStatus.RELEASE_REQUESTED)
             await self._notify_milestones(OrderStatus.RELEASE_REQUESTED)
@@ -406,7 +404,7 @@ class OrderWorkflow:
                     {
                         "order_id": self.order.id,
                         "current_state": self.status,
-                        "allowed_states": ["IN_PROGRESS"],
+                        "allowed_states": [OrderStatus.IN_PROGRESS],
                         "incomplete_milestones": incomplete,
                     },
                 )
@@ -429,9 +427,7 @@ class OrderWorkflow:
         if not self.order.milestones:
             call = self._escrow_call(plan)
             for kind in ("complete", "approve", "release"):
-                done = await provider_step(
-                    "escrow_call", EscrowCallInput(kind=kind, milestone_index=0, **call), ChainDone
-                )
+                done = await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind=kind, milestone_index=0, **call))
             return done.tx_hash
         self.plan = plan
         tx_hash = None
@@ -443,7 +439,7 @@ class OrderWorkflow:
         return tx_hash
 
     async def _close_released(self, caller: Caller, *, reason: str | None, tx_hash: str | None = None) -> None:
-        outcome = await db_step("order_released", self._step(caller, reason="RELEASED", tx_hash=tx_hash), OrderOutcome)
+        outcome = await db_step(steps.ORDER_RELEASED, self._step(caller, reason="RELEASED", tx_hash=tx_hash))
         self._moved(outcome.status)
 
     @workflow.update
@@ -451,7 +447,7 @@ class OrderWorkflow:
         async with self.lock:
             self._check_refund(req)
             plan = await db_step(
-                "settlement_requested", self._step(req.caller, reason=req.reason, operation="refund"), EscrowPlan
+                steps.SETTLEMENT_REQUESTED, self._step(req.caller, reason=req.reason, operation="refund")
             )
             self._moved(OrderStatus.REFUND_REQUESTED)
             await self._notify_milestones(OrderStatus.REFUND_REQUESTED)
@@ -459,7 +455,7 @@ class OrderWorkflow:
                 tx_hash = await self._return_to_buyer(plan, req.caller)
             except ActivityError as exc:
                 await self._settlement_failed(req.caller, "refund", business_cause(exc))
-            outcome = await db_step("order_refunded", self._step(req.caller, tx_hash=tx_hash), OrderOutcome)
+            outcome = await db_step(steps.ORDER_REFUNDED, self._step(req.caller, tx_hash=tx_hash))
             for milestone_id, state in list(self.milestones.items()):
                 if state != MilestoneStatus.RELEASED and state != MilestoneStatus.CANCELED:
                     await self._settle_milestone(milestone_id, MilestoneStatus.CANCELED)
@@ -475,33 +471,30 @@ class OrderWorkflow:
         each refund is credited as it lands, so a failure at milestone k keeps 0..k-1 recorded."""
         call = self._escrow_call(plan)
         if not self.order.milestones:
-            await provider_step("escrow_call", EscrowCallInput(kind="dispute", **call), ChainDone)
-            done = await provider_step(
-                "escrow_call", EscrowCallInput(kind="resolve", to_buyer=plan.amount, **call), ChainDone
-            )
+            await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="dispute", **call))
+            done = await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="resolve", to_buyer=plan.amount, **call))
             return done.tx_hash
         tx_hash = None
         for milestone in self.order.milestones:
             if self.milestones[milestone.id] in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
                 continue
             per = {**call, "milestone_id": milestone.id, "milestone_index": milestone.position}
-            await provider_step("escrow_call", EscrowCallInput(kind="dispute", **per), ChainDone)
+            await provider_step(steps.ESCROW_CALL, EscrowCallInput(kind="dispute", **per))
             done = await provider_step(
-                "escrow_call", EscrowCallInput(kind="resolve", to_buyer=milestone.amount, **per), ChainDone
+                steps.ESCROW_CALL, EscrowCallInput(kind="resolve", to_buyer=milestone.amount, **per)
             )
             tx_hash = done.tx_hash
             step = MilestoneStep(milestone_id=milestone.id, order_id=self.order.id, caller=caller, tx_hash=tx_hash)
-            await db_step("milestone_refunded", step, OrderOutcome)
+            await db_step(steps.MILESTONE_REFUNDED, step)
             await self._settle_milestone(milestone.id, MilestoneStatus.CANCELED)
         return tx_hash
 
     async def _settlement_failed(self, caller: Caller, operation: str, cause: ApplicationError) -> None:
         outcome = await db_step(
-            "settlement_failed",
+            steps.SETTLEMENT_FAILED,
             self._step(
                 caller, operation=operation, error_code=cause.type or "PROVIDER_ERROR", error_message=cause.message
             ),
-            OrderOutcome,
         )
         self._moved(outcome.status)
         self.chain_round += 1  # a retried release or refund is a new round of its chain steps
@@ -511,11 +504,10 @@ class OrderWorkflow:
     async def _step_failed(self, caller: Caller, operation: str, cause: ApplicationError) -> None:
         """A step that failed for good without changing the order's status: `last_error` and audit."""
         await db_step(
-            "order_step_failed",
+            steps.ORDER_STEP_FAILED,
             self._step(
                 caller, operation=operation, error_code=cause.type or "PROVIDER_ERROR", error_message=cause.message
             ),
-            OrderOutcome,
         )
         self.chain_round += 1
 

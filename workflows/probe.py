@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models import steps
     from models.workflow_io import ProbeResult
 
 
@@ -15,6 +16,8 @@ class ProbeWorkflow:
     @workflow.run
     async def run(self) -> ProbeResult:
         result: ProbeResult = await workflow.execute_activity(
-            "probe_database", start_to_close_timeout=timedelta(seconds=10), result_type=ProbeResult
+            steps.PROBE_DATABASE.name,
+            start_to_close_timeout=timedelta(seconds=10),
+            result_type=steps.PROBE_DATABASE.output,
         )
         return result

@@ -7,9 +7,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models import steps
     from models.search import STATUS
     from models.workflow_io import TopUpInput, TopUpResult
-    from workflows.retry import DB_STEP, FOREVER
+    from workflows.common import db_step
 
 
 @workflow.defn(name="TopUpWorkflow")
@@ -21,9 +22,7 @@ class TopUpWorkflow:
                 "Airtm top-ups are not served by this worker yet", type="ProviderNotSupported", non_retryable=True
             )
         workflow.set_current_details(f"Crediting on-chain deposit {req.topup_id} to the ledger")
-        result: TopUpResult = await workflow.execute_local_activity(
-            "topup_credit_crypto", req, result_type=TopUpResult, start_to_close_timeout=DB_STEP, retry_policy=FOREVER
-        )
+        result = await db_step(steps.TOPUP_CREDIT_CRYPTO, req)
         workflow.upsert_search_attributes([STATUS.value_set(result.status)])
         workflow.set_current_details(f"Top-up {req.topup_id} {result.status}")
         return result
