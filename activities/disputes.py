@@ -214,8 +214,7 @@ class DisputeActivities:
                 )
             # two balances in one transaction: locked in ascending user_id (domain.md §3.3 step 5)
             for credit in sorted(credits, key=lambda effect: effect.user_id):
-                await book.ledger(credit)
-            await book.pay_out(escrow, released=req.release_amount, refunded=req.refund_amount)
+                await book.pay_from_escrow(escrow, credit)
             now = utcnow()
             await compare_and_set(
                 session,
@@ -275,16 +274,12 @@ class DisputeActivities:
             dispute = await self._dispute(session, req.dispute_id)
             order, escrow = await load_locked(session, dispute.order_id)
             milestone = await lock_milestone(session, req.milestone_id)
-            if await compare_and_set(
-                session,
-                Milestone,
-                milestone.id,
-                field="status",
-                expected=(MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED),
-                target=MilestoneStatus.CANCELED,
+            book = OrderBook(session, order, req.caller)
+            if await book.milestone_move(
+                milestone,
+                (MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED),
+                MilestoneStatus.CANCELED,
             ):
-                milestone.status = MilestoneStatus.CANCELED
-                book = OrderBook(session, order, req.caller)
                 shares = {
                     "dispute_id": dispute.id,
                     "to_seller": format_cents(req.release_amount),

@@ -19,6 +19,7 @@ from models.escrow_io import (
     EscrowParties,
     EscrowRelease,
     EscrowResolve,
+    EscrowStep,
     MilestoneApprove,
     MilestoneMark,
     MilestoneSpec,
@@ -131,12 +132,7 @@ class EscrowActivities:
                 milestones=[MilestoneSpec(title=m.title, amount_cents=m.amount) for m in milestones],
             )
         )
-        return ChainDone(
-            operation_key=step.operation_key,
-            tx_hash=step.tx_hash,
-            contract_id=step.contract_id,
-            escrow_id=plan.escrow_id,
-        )
+        return _done(step, step.contract_id, plan.escrow_id)
 
     @activity.defn(name=steps.ESCROW_FUND.name)
     @provider_errors
@@ -154,12 +150,7 @@ class EscrowActivities:
                 funder=parties.funder,
             )
         )
-        return ChainDone(
-            operation_key=step.operation_key,
-            tx_hash=step.tx_hash,
-            contract_id=plan.contract_id,
-            escrow_id=plan.escrow_id,
-        )
+        return _done(step, plan.contract_id, plan.escrow_id)
 
     @activity.defn(name=steps.ESCROW_CALL.name)
     @provider_errors
@@ -200,6 +191,11 @@ class EscrowActivities:
             step = await self.escrow.resolve(
                 EscrowResolve(resolver=parties.resolver, distributions=distributions, **common)
             )
-        return ChainDone(
-            operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=req.contract_id, escrow_id=req.escrow_id
-        )
+        return _done(step, req.contract_id, req.escrow_id)
+
+
+def _done(step: EscrowStep, contract_id: str | None, escrow_id: str) -> ChainDone:
+    """What a chain step of an escrow reports back to its workflow (no secret, no envelope)."""
+    return ChainDone(
+        operation_key=step.operation_key, tx_hash=step.tx_hash, contract_id=contract_id, escrow_id=escrow_id
+    )

@@ -15,6 +15,7 @@ from activities.order_book import (
     in_escrow,
     last_error,
     load_locked,
+    lock_escrow,
     lock_order,
     plan_of,
 )
@@ -95,9 +96,7 @@ class EscrowRecordActivities:
     async def escrow_deployed(self, req: ChainDone) -> EscrowPlan:
         async with self.ctx.sessions() as session, session.begin():
             assert req.escrow_id is not None, req.operation_key
-            escrow = (
-                await session.execute(select(Escrow).where(col(Escrow.id) == req.escrow_id).with_for_update())
-            ).scalar_one()
+            escrow = await lock_escrow(session, req.escrow_id)
             order = await lock_order(session, escrow.order_id)
             book = OrderBook(session, order, Caller(actor_id=order.id))
             await book.escrow_move(
@@ -165,9 +164,7 @@ class EscrowRecordActivities:
     async def escrow_funded(self, req: ChainDone) -> OrderOutcome:
         async with self.ctx.sessions() as session, session.begin():
             assert req.escrow_id is not None, req.operation_key
-            escrow = (
-                await session.execute(select(Escrow).where(col(Escrow.id) == req.escrow_id).with_for_update())
-            ).scalar_one()
+            escrow = await lock_escrow(session, req.escrow_id)
             order = await lock_order(session, escrow.order_id)
             caller = Caller(actor_id=order.id)
             book = OrderBook(session, order, caller)

@@ -3,7 +3,8 @@ to the buyer, each with its keyed ledger effect, events and audit entries. Local
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
+
 from temporalio import activity
 
 from activities.context import WorkerContext
@@ -13,7 +14,6 @@ from activities.order_book import (
     load_locked,
     lock_milestone,
 )
-from activities.records import compare_and_set
 from models import steps
 from models.ledger import LedgerEffect
 from models.money import format_cents
@@ -23,7 +23,6 @@ from models.orders_io import (
     OrderOutcome,
 )
 from models.states import MilestoneStatus
-from models.tables import Milestone
 from models.timefmt import iso, utcnow
 
 
@@ -33,67 +32,30 @@ class MilestoneActivities:
 
     # milestones ---------------------------------------------------------------------------
 
-    async def _milestone(self, session: AsyncSession, milestone_id: str) -> Milestone:
-        milestone = await session.get(Milestone, milestone_id, with_for_update=True, populate_existing=True)
-        assert milestone is not None, milestone_id
-        return milestone
-
     @activity.defn(name=steps.MILESTONE_COMPLETED.name)
     async def milestone_completed(self, req: MilestoneStep) -> OrderOutcome:
-        async with self.ctx.sessions() as session, session.begin():
-            order, escrow = await load_locked(session, req.order_id)
-            milestone = await lock_milestone(session, req.milestone_id)
-            now = utcnow()
-            if await compare_and_set(
-                session,
-                Milestone,
-                milestone.id,
-                field="status",
-                expected=(MilestoneStatus.OPEN,),
-                target=MilestoneStatus.COMPLETED,
-                values={"completion_note": req.note, "completed_at": now},
-            ):
-                milestone.status = MilestoneStatus.COMPLETED
-                book = OrderBook(session, order, req.caller)
-                book.milestone_event(
-                    milestone,
-                    escrow,
-                    "escrow.milestone_completed",
-                    {"completion_note": req.note, "completed_at": iso(now)},
-                )
-                book.audit(
-                    "MILESTONE_COMPLETED",
-                    ("milestone", milestone.id),
-                    {"status": MilestoneStatus.OPEN},
-                    {"status": MilestoneStatus.COMPLETED},
-                )
-        return OrderOutcome(order_id=order.id, status=MilestoneStatus.COMPLETED)
+        return await self._stage(req, MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, "completed_at", note=True)
 
     @activity.defn(name=steps.MILESTONE_APPROVED.name)
     async def milestone_approved(self, req: MilestoneStep) -> OrderOutcome:
+        return await self._stage(req, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED, "approved_at")
+
+    async def _stage(
+        self, req: MilestoneStep, source: MilestoneStatus, target: MilestoneStatus, stamp: str, *, note: bool = False
+    ) -> OrderOutcome:
+        """A stage without money (completed by the seller, approved by the buyer): its time
+        stamp, `escrow.milestone_<stage>` and the audit entry, once."""
         async with self.ctx.sessions() as session, session.begin():
             order, escrow = await load_locked(session, req.order_id)
             milestone = await lock_milestone(session, req.milestone_id)
             now = utcnow()
-            if await compare_and_set(
-                session,
-                Milestone,
-                milestone.id,
-                field="status",
-                expected=(MilestoneStatus.COMPLETED,),
-                target=MilestoneStatus.APPROVED,
-                values={"approved_at": now},
-            ):
-                milestone.status = MilestoneStatus.APPROVED
-                book = OrderBook(session, order, req.caller)
-                book.milestone_event(milestone, escrow, "escrow.milestone_approved", {"approved_at": iso(now)})
-                book.audit(
-                    "MILESTONE_APPROVED",
-                    ("milestone", milestone.id),
-                    {"status": MilestoneStatus.COMPLETED},
-                    {"status": MilestoneStatus.APPROVED},
-                )
-        return OrderOutcome(order_id=order.id, status=MilestoneStatus.APPROVED)
+            values: dict[str, Any] = {stamp: now, **({"completion_note": req.note} if note else {})}
+            book = OrderBook(session, order, req.caller)
+            if await book.milestone_move(milestone, (source,), target, values):
+                shown = {key: iso(value) if key == stamp else value for key, value in values.items()}
+                book.milestone_event(milestone, escrow, f"escrow.milestone_{target.lower()}", shown)
+                book.audit(f"MILESTONE_{target}", ("milestone", milestone.id), {"status": source}, {"status": target})
+        return OrderOutcome(order_id=order.id, status=target)
 
     @activity.defn(name=steps.MILESTONE_RELEASED.name)
     async def milestone_released(self, req: MilestoneStep) -> OrderOutcome:
@@ -105,25 +67,21 @@ class MilestoneActivities:
             caller = Caller(actor_id=milestone.id)
             book = OrderBook(session, order, caller)
             now = utcnow()
-            if await compare_and_set(
-                session,
-                Milestone,
-                milestone.id,
-                field="status",
-                expected=(MilestoneStatus.APPROVED,),
-                target=MilestoneStatus.RELEASED,
-                values={"released_at": now, "release_tx_hash": req.tx_hash},
+            if await book.milestone_move(
+                milestone,
+                (MilestoneStatus.APPROVED,),
+                MilestoneStatus.RELEASED,
+                {"released_at": now, "release_tx_hash": req.tx_hash},
             ):
-                milestone.status = MilestoneStatus.RELEASED
-                await book.ledger(
+                await book.pay_from_escrow(
+                    escrow,
                     LedgerEffect.milestone_release(
                         book.account(escrow),
                         milestone_id=milestone.id,
                         seller_id=order.seller_id,
                         amount=milestone.amount,
-                    )
+                    ),
                 )
-                await book.pay_out(escrow, released=milestone.amount)
                 book.milestone_event(
                     milestone,
                     escrow,
@@ -148,24 +106,20 @@ class MilestoneActivities:
             assert escrow is not None
             milestone = await lock_milestone(session, req.milestone_id)
             book = OrderBook(session, order, Caller(actor_id=order.id))
-            if await compare_and_set(
-                session,
-                Milestone,
-                milestone.id,
-                field="status",
-                expected=(MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED),
-                target=MilestoneStatus.CANCELED,
+            if await book.milestone_move(
+                milestone,
+                (MilestoneStatus.OPEN, MilestoneStatus.COMPLETED, MilestoneStatus.APPROVED),
+                MilestoneStatus.CANCELED,
             ):
-                milestone.status = MilestoneStatus.CANCELED
-                await book.ledger(
+                await book.pay_from_escrow(
+                    escrow,
                     LedgerEffect.milestone_refund(
                         book.account(escrow),
                         milestone_id=milestone.id,
                         buyer_id=order.buyer_id,
                         amount=milestone.amount,
-                    )
+                    ),
                 )
-                await book.pay_out(escrow, refunded=milestone.amount)
                 book.milestone_event(
                     milestone,
                     escrow,

@@ -15,7 +15,7 @@ from activities.records import compare_and_set
 from models.audit import audit_entry
 from models.errors import ErrorCode
 from models.events import new_event
-from models.ledger import EscrowAccount, LedgerEffect
+from models.ledger import EntryType, EscrowAccount, LedgerEffect
 from models.money import format_cents
 from models.orders_io import Caller, EscrowPlan, OrderStep
 from models.states import EscrowStatus, MilestoneStatus, OrderStatus
@@ -181,15 +181,9 @@ class OrderBook:
             .all()
         )
         for milestone in milestones:
-            await compare_and_set(
-                self.session,
-                Milestone,
-                milestone.id,
-                field="status",
-                expected=(MilestoneStatus.OPEN, MilestoneStatus.COMPLETED),
-                target=MilestoneStatus.CANCELED,
+            await self.milestone_move(
+                milestone, (MilestoneStatus.OPEN, MilestoneStatus.COMPLETED), MilestoneStatus.CANCELED
             )
-            milestone.status = MilestoneStatus.CANCELED
             self.milestone_event(milestone, escrow, "escrow.milestone_canceled", {"reason": reason})
             self.audit("MILESTONE_CANCELED", ("milestone", milestone.id), None, {"status": MilestoneStatus.CANCELED})
 
@@ -218,6 +212,25 @@ class OrderBook:
             .values(released_amount=row[0], refunded_amount=row[1], updated_at=utcnow())
         )
         self.order.released_amount, self.order.refunded_amount = row[0], row[1]
+
+    async def milestone_move(
+        self, milestone: Milestone, expected: tuple[str, ...], target: str, values: dict[str, Any] | None = None
+    ) -> bool:
+        """Milestone status compare-and-set; False if it is not in `expected` (e.g. already there)."""
+        moved = await compare_and_set(
+            self.session, Milestone, milestone.id, field="status", expected=expected, target=target, values=values
+        )
+        if moved:
+            milestone.status = target
+        return moved
+
+    async def pay_from_escrow(self, escrow: Escrow, effect: LedgerEffect) -> None:
+        """The keyed credit of money that left the escrow, with the escrow's and order's paid totals."""
+        await self.ledger(effect)
+        if effect.entry_type is EntryType.ESCROW_RELEASE:
+            await self.pay_out(escrow, released=effect.amount)
+        else:
+            await self.pay_out(escrow, refunded=effect.amount)
 
     async def ledger(self, effect: LedgerEffect) -> None:
         await apply_effect(self.session, effect, actor=self.caller.actor)
@@ -284,6 +297,12 @@ async def load_locked(session: AsyncSession, order_id: str) -> tuple[Order, Escr
         await session.execute(select(Escrow).where(col(Escrow.order_id) == order_id, LIVE).with_for_update())
     ).scalar_one_or_none()
     return order, escrow
+
+
+async def lock_escrow(session: AsyncSession, escrow_id: str) -> Escrow:
+    escrow = await session.get(Escrow, escrow_id, with_for_update=True, populate_existing=True)
+    assert escrow is not None, escrow_id
+    return escrow
 
 
 async def lock_milestone(session: AsyncSession, milestone_id: str) -> Milestone:

@@ -248,10 +248,8 @@ class OrderActivities:
             book = OrderBook(session, order, caller)
             paid = in_escrow(escrow)
             if escrow.type == "SINGLE_RELEASE" and paid > 0:
-                await book.ledger(
-                    LedgerEffect.order_release(book.account(escrow), seller_id=order.seller_id, amount=paid)
-                )
-                await book.pay_out(escrow, released=paid)
+                release = LedgerEffect.order_release(book.account(escrow), seller_id=order.seller_id, amount=paid)
+                await book.pay_from_escrow(escrow, release)
             await book.close_settled(escrow, OrderStatus.RELEASED, paid, req.reason or "RELEASED", tx_hash=req.tx_hash)
         return OrderOutcome(order_id=order.id, status=order.status)
 
@@ -264,10 +262,8 @@ class OrderActivities:
             book = OrderBook(session, order, caller)
             returned = in_escrow(escrow)
             if returned > 0:
-                await book.ledger(
-                    LedgerEffect.order_refund(book.account(escrow), buyer_id=order.buyer_id, amount=returned)
-                )
-                await book.pay_out(escrow, refunded=returned)
+                refund = LedgerEffect.order_refund(book.account(escrow), buyer_id=order.buyer_id, amount=returned)
+                await book.pay_from_escrow(escrow, refund)
             await book.cancel_milestones(escrow, "refunded")
             # milestone orders were credited milestone by milestone (milestone_refunded): the total
             await book.close_settled(

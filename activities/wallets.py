@@ -18,7 +18,7 @@ from temporalio import activity
 
 from activities.context import WorkerContext, provider_errors
 from activities.records import compare_and_set
-from models import steps
+from models import operation_keys, steps
 from models.audit import audit_entry
 from models.events import new_event
 from models.money import stellar_amount_to_stroops
@@ -87,7 +87,7 @@ async def activate(ctx: WorkerContext, wallet_id: str) -> WalletSetupResult:
 async def _activation_step(
     ctx: WorkerContext, wallet: Wallet, treasury: Wallet | None, *, account_exists: bool
 ) -> ChainStep:
-    key = f"wallet:{wallet.id}:activate"
+    key = operation_keys.wallet_activation(wallet.id)
     base: dict[str, Any] = {
         "operation_key": key,
         "purpose": "WALLET_ACTIVATION",
@@ -243,7 +243,7 @@ class FeeFloat:
                 select(func.count())
                 .select_from(ChainTransaction)
                 .where(
-                    col(ChainTransaction.operation_key).like(f"wallet:{wallet.wallet_id}:float:%"),
+                    col(ChainTransaction.operation_key).like(operation_keys.wallet_fee_floats(wallet.wallet_id)),
                     col(ChainTransaction.status) == "CONFIRMED",
                 )
             )
@@ -251,7 +251,7 @@ class FeeFloat:
             raise ProviderUnavailable("no treasury to top up fees", provider="stellar", operation="fee_float")
         await self.ctx.submitter.run(
             ChainStep(
-                operation_key=f"wallet:{wallet.wallet_id}:float:{int(done or 0) + 1}",
+                operation_key=operation_keys.wallet_fee_float(wallet.wallet_id, int(done or 0) + 1),
                 purpose="FEE_TOPUP",
                 resource_type="wallet",
                 resource_id=wallet.wallet_id,

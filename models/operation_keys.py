@@ -45,3 +45,17 @@ def escrow_step(escrow_id: str, milestone_id: str | None, kind: str, round_no: i
     """complete / approve / release / dispute / resolve, on the escrow or on one milestone."""
     scope = f"milestone:{milestone_id}" if milestone_id else f"escrow:{escrow_id}"
     return step_key(f"{scope}:{kind}", round_no, numbered=kind == "resolve")
+
+
+def wallet_activation(wallet_id: str) -> str:
+    return f"wallet:{wallet_id}:activate"
+
+
+def wallet_fee_float(wallet_id: str, number: int) -> str:
+    """The n-th XLM top-up of a signing wallet's fee float (providers.md §1.5)."""
+    return f"wallet:{wallet_id}:float:{number}"
+
+
+def wallet_fee_floats(wallet_id: str) -> str:
+    """A LIKE pattern matching every fee-float top-up of one wallet."""
+    return f"wallet:{wallet_id}:float:%"

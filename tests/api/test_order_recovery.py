@@ -13,6 +13,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.api.orders_support import act, contract_balance, funded_order
 from tests.api.test_envelope import assert_error
@@ -26,6 +28,15 @@ THREE_MILESTONES = [
     {"milestone_ref": "b", "title": "B", "amount": "20.00"},
     {"milestone_ref": "c", "title": "C", "amount": "30.00"},
 ]
+
+
+async def three_milestone_order(
+    client: httpx.AsyncClient, stack: Stack, headers: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A funded 60.00 order of three milestones (10, 20, 30), IN_PROGRESS."""
+    return await funded_order(
+        client, stack, headers, "60.00", ["reserve", "escrow", "escrow/fund"], milestones=THREE_MILESTONES
+    )
 
 
 @pytest.fixture
@@ -154,21 +165,28 @@ async def test_concurrent_fund_calls_fund_once(
 async def test_concurrent_reserves_reserve_once(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
 ) -> None:
-    buyer, _seller, order = await funded_order(client, stack, full_key, "9.00", [])
+    buyer, seller, order = await funded_order(client, stack, full_key, "9.00", [])
     answers = await asyncio.gather(*(client.post(f"/orders/{order['id']}/reserve", headers=full_key) for _ in range(5)))
     assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409], [a.text for a in answers]
     assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"FUNDS_ALREADY_RESERVED"}
     assert await entries(stack, order["id"]) == {"ORDER_RESERVE": 1}
     assert (await balance_of(client, full_key, buyer["id"]))["reserved"] == "9.00"
+    await assert_ledger_is_chain(client, full_key, control, buyer, seller)
     await assert_books_balanced(stack)
 
 
 async def test_a_milestone_order_is_released_as_a_whole_once_its_milestones_are_complete(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
 ) -> None:
-    buyer, seller, order = await funded_order(
-        client, stack, full_key, "60.00", ["reserve", "escrow", "escrow/fund"], milestones=THREE_MILESTONES
-    )
+    buyer, seller, order = await three_milestone_order(client, stack, full_key)
+    # the milestone workflows are listed in the Temporal UI like orders (architecture.md)
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    query = f"OfferhubResourceType = 'milestone' AND OfferhubUserIds = '{buyer['id']}'"
+
+    async def listed() -> set[str]:
+        return {w.id async for w in temporal.list_workflows(query)}
+
+    assert await assert_eventually(listed, timeout=10) == {m["id"] for m in order["milestones"]}
     await act(client, full_key, order["id"], "milestones/a/complete")
     await act(client, full_key, order["id"], "milestones/b/complete")
     refused = await client.post(f"/orders/{order['id']}/resolution/release", headers=full_key)
@@ -199,9 +217,7 @@ async def open_and_assign(client: httpx.AsyncClient, headers: dict[str, str], or
 async def test_a_dispute_re_decided_after_a_partial_settlement_pays_what_the_books_say(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
 ) -> None:
-    buyer, seller, order = await funded_order(
-        client, stack, full_key, "60.00", ["reserve", "escrow", "escrow/fund"], milestones=THREE_MILESTONES
-    )
+    buyer, seller, order = await three_milestone_order(client, stack, full_key)
     dispute = await open_and_assign(client, full_key, order["id"])
     frozen_release = await client.post(f"/orders/{order['id']}/resolution/release", headers=full_key)
     assert_error(frozen_release, 409, "DISPUTE_ALREADY_OPEN")
@@ -239,9 +255,7 @@ async def test_a_dispute_re_decided_after_a_partial_settlement_pays_what_the_boo
 async def test_a_refund_that_fails_at_one_milestone_keeps_the_others_recorded_and_is_retried(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
 ) -> None:
-    buyer, seller, order = await funded_order(
-        client, stack, full_key, "60.00", ["reserve", "escrow", "escrow/fund"], milestones=THREE_MILESTONES
-    )
+    buyer, seller, order = await three_milestone_order(client, stack, full_key)
     await control.put("/faults", json=trap_send("refund-b-traps", after=3))
     refused = await client.post(f"/orders/{order['id']}/resolution/refund", json={"reason": "gone"}, headers=full_key)
     assert_error(refused, 502, "PROVIDER_ERROR")
@@ -264,9 +278,7 @@ async def test_a_refund_that_fails_at_one_milestone_keeps_the_others_recorded_an
 async def test_worker_killed_during_a_multi_milestone_refund_settles_once(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
 ) -> None:
-    buyer, seller, order = await funded_order(
-        client, stack, full_key, "60.00", ["reserve", "escrow", "escrow/fund"], milestones=THREE_MILESTONES
-    )
+    buyer, seller, order = await three_milestone_order(client, stack, full_key)
     await control.put("/faults", json=slow_tw(700))
     refunding = asyncio.create_task(
         client.post(f"/orders/{order['id']}/resolution/refund", json={"reason": "gone"}, headers=full_key)
