@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.support import Stack, bearer, create_key, start_stack
+from tests.support import AirtmStack, Stack, bearer, create_key, start_stack
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,18 @@ def stack() -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def airtm(stack: Stack) -> AirtmStack:
+    """The airtm-mode worker and API, started the first time a test asks for them."""
+    return stack.start_airtm()
+
+
+@pytest.fixture
+async def airtm_client(airtm: AirtmStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=airtm.api_url, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture

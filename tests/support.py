@@ -145,6 +145,16 @@ class Stack:
         self.spawn(name, ["api"], port=port, env=env)
         return f"http://{LOOPBACK}:{port}/api/v1"
 
+    def start_airtm(self) -> AirtmStack:
+        """A worker and an API in airtm mode beside the crypto ones (same PostgreSQL, Redis and
+        Temporal; their own task queue), with the sandbox's Airtm webhooks sent to that API."""
+        overrides = {"PAYMENT_PROVIDER": "airtm", "TEMPORAL_TASK_QUEUE": "offerhub-test-airtm"}
+        self.spawn("worker-airtm", ["worker"], env={**self.env, **overrides})
+        api_url = self.spawn_api("api-airtm", overrides)
+        webhook_url = api_url + "/webhooks/airtm"
+        httpx.put(f"http://{LOOPBACK}:{self.sandbox_port}/_sandbox/webhooks/settings", json={"airtm_url": webhook_url})
+        return AirtmStack(api_url=api_url, task_queue=overrides["TEMPORAL_TASK_QUEUE"], webhook_url=webhook_url)
+
     def log_text(self, name: str) -> str:
         return (self.root / "logs" / f"{name}.log").read_text(errors="replace")
 
@@ -156,6 +166,15 @@ class Stack:
         # ~120 MB per session; OFFERHUB_KEEP_TEST_DATA=1 keeps it (and its logs) for a post-mortem
         if not keep_data and not os.environ.get("OFFERHUB_KEEP_TEST_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class AirtmStack:
+    """The airtm-mode API of the session (`airtm` fixture): its base URL and task queue."""
+
+    api_url: str
+    task_queue: str
+    webhook_url: str
 
 
 def start_stack(overrides: dict[str, str] | None = None) -> Stack:

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         OrderStep,
     )
     from models.states import MILESTONE, MilestoneStatus, OrderStatus
+    from models.webhooks_io import TRUSTLESS_WORK_SIGNAL, ProviderEvent
     from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
 
 
@@ -46,6 +47,7 @@ class MilestoneWorkflow:
         self.lock = asyncio.Lock()
         self.payment: MilestonePaid | None = None
         self.chain_round = 1  # a completion retried after it failed for good is a new round
+        self.provider_news: str | None = None
 
     @workflow.run
     async def run(self, inputs: MilestoneInputs) -> MilestoneOutcome:
@@ -171,6 +173,13 @@ class MilestoneWorkflow:
     @workflow.signal
     def payment_done(self, paid: MilestonePaid) -> None:
         self.payment = paid
+
+    @workflow.signal(name=TRUSTLESS_WORK_SIGNAL)
+    def trustless_work_event(self, event: ProviderEvent) -> None:
+        """A Trustless Work webhook about this escrow: the workflow confirms its own steps by
+        reading the chain, so the news is only shown to operators (reconciliation compares)."""
+        self.provider_news = f"{event.type} ({event.event_id})"
+        workflow.set_current_details(f"{self._details()}; last Trustless Work event {self.provider_news}")
 
     @workflow.signal
     def order_status(self, note: OrderStatusNote) -> None:

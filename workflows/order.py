@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.search import attributes
     from models.states import ORDER, DisputeStatus, MilestoneStatus, OrderStatus
+    from models.webhooks_io import TRUSTLESS_WORK_SIGNAL, ProviderEvent
     from workflows.common import business_cause, db_step, provider_step, refusal, set_status
     from workflows.dispute import DisputeWorkflow
     from workflows.milestone import MilestoneWorkflow
@@ -67,6 +68,7 @@ class OrderWorkflow:
         self.lock = asyncio.Lock()
         self.dispute: workflow.ChildWorkflowHandle[Any, Any] | None = None
         self.chain_round = 1  # grows each time a chain action failed for good (the next try is a new round)
+        self.provider_news: str | None = None
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderOutcome:
@@ -264,6 +266,13 @@ class OrderWorkflow:
         await workflow.get_external_workflow_handle(milestone_id).signal(
             "settled_by_order", MilestoneOutcome(milestone_id=milestone_id, status=status)
         )
+
+    @workflow.signal(name=TRUSTLESS_WORK_SIGNAL)
+    def trustless_work_event(self, event: ProviderEvent) -> None:
+        """A Trustless Work webhook about this escrow: the workflow confirms its own steps by
+        reading the chain, so the news is only shown to operators (reconciliation compares)."""
+        self.provider_news = f"{event.type} ({event.event_id})"
+        workflow.set_current_details(f"{self._summary()}; last Trustless Work event {self.provider_news}")
 
     # milestones ----------------------------------------------------------------------------
 
