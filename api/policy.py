@@ -61,6 +61,7 @@ class RoutePolicy:
     maintenance_exempt: bool = False
     mode: str | None = None  # PAYMENT_PROVIDER the endpoint needs (else 409 PROVIDER_NOT_ENABLED)
     query_token: bool = False  # a token may come as `?access_token=` (EventSource cannot set headers)
+    raw_body: bool = False  # the handler reads the raw body itself (signed provider webhooks: verified before parsing)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,8 +77,11 @@ def policy(
     maintenance_exempt: bool = False,
     mode: str | None = None,
     query_token: bool = False,
+    raw_body: bool = False,
 ) -> Callable[[F], F]:
-    rule = RoutePolicy(access, scope, retention, creates, secret_fields, maintenance_exempt, mode, query_token)
+    rule = RoutePolicy(
+        access, scope, retention, creates, secret_fields, maintenance_exempt, mode, query_token, raw_body
+    )
 
     def attach(endpoint: F) -> F:
         endpoint.__offerhub_policy__ = rule  # type: ignore[attr-defined]
@@ -246,7 +250,7 @@ class GuardedRoute(APIRoute):
                         f"This endpoint needs PAYMENT_PROVIDER={rule.mode}",
                         {"payment_provider": mode, "required_provider": rule.mode},
                     )
-                if request.method in STATE_CHANGING:
+                if request.method in STATE_CHANGING and not rule.raw_body:
                     await _json_object_body(request)
                 _unknown_query(request, allowed_query)
                 return await original(request)
