@@ -124,6 +124,26 @@ async def test_funding_refused_for_good_is_retried_once_the_fault_is_cleared(
     await assert_books_balanced(stack)
 
 
+async def test_funding_refused_over_the_fee_cap_is_retried_once_the_provider_is_back(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
+) -> None:
+    """Trustless Work builds a transaction whose fee is above STELLAR_MAX_FEE_STROOPS: it is
+    never signed (refused for good), and the funding goes through once the fee is normal."""
+    buyer, seller, order = await funded_order(client, stack, full_key, "15.00", ["reserve", "escrow"])
+    await control.put("/tw/settings", json={"resource_fee_stroops": 50_000_000})
+    try:
+        refused = await client.post(f"/orders/{order['id']}/escrow/fund", headers=full_key)
+    finally:
+        await control.put("/tw/settings", json={"resource_fee_stroops": 100_000})  # the sandbox default
+    assert_error(refused, 422, "ESCROW_FUNDING_FAILED")
+    assert (await order_status(client, full_key, order["id"]))["status"] == "ESCROW_FUNDING"
+    funded = await act(client, full_key, order["id"], "escrow/fund")
+    assert funded["status"] == "IN_PROGRESS" and funded["last_error"] is None
+    assert await entries(stack, order["id"]) == {"ORDER_RESERVE": 1, "ESCROW_FUND": 1}
+    await assert_ledger_is_chain(client, full_key, control, buyer, seller)
+    await assert_books_balanced(stack)
+
+
 async def test_release_racing_refund_one_wins_the_other_is_refused(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], control: httpx.AsyncClient
 ) -> None:
