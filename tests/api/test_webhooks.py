@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.ids import IdPrefix, new_id
 from sandbox.core import DEFAULTS
@@ -344,3 +346,66 @@ async def test_airtm_webhooks_are_verified_and_unknown_targets_ignored(
     other_id, other = airtm_event("balance.updated", status="x")
     response = await airtm_client.post("/webhooks/airtm", content=other, headers=airtm_signed(other_id, other))
     assert (response.status_code, response.json()) == (200, IGNORED)
+
+
+async def test_airtm_events_signal_the_top_up_or_withdrawal_they_name(
+    airtm_client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """Routing by `data.code`, else by the pay-in / payout ID. The workflows under those IDs are
+    started on a task queue no worker polls: Temporal accepts Signals to them all the same."""
+    created = await airtm_client.post(
+        "/users", json={"external_user_id": f"ext-{secrets.token_hex(6)}"}, headers=full_key
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    topup_id, payin_id = new_id(IdPrefix.TOPUP), f"payin-{secrets.token_hex(8)}"
+    wd_id = new_id(IdPrefix.WITHDRAWAL)
+    conn = await asyncpg.connect(pg_dsn(stack))
+    try:
+        await conn.execute(
+            "INSERT INTO topups (id, user_id, provider, status, amount, airtm_payin_id)"
+            " VALUES ($1, $2, 'airtm', 'TOPUP_AWAITING_USER_CONFIRMATION', 500, $3)",
+            topup_id,
+            user_id,
+            payin_id,
+        )
+        await conn.execute(
+            "INSERT INTO withdrawals (id, user_id, amount, destination_type, destination_ref, status)"
+            " VALUES ($1, $2, 300, 'bank', 'ES9121000418450200051332', 'WITHDRAWAL_PENDING')",
+            wd_id,
+            user_id,
+        )
+    finally:
+        await conn.close()
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    handles = [
+        await temporal.start_workflow("TopUpWorkflow", id=topup_id, task_queue="webhooks-test-idle"),
+        await temporal.start_workflow("WithdrawalWorkflow", id=wd_id, task_queue="webhooks-test-idle"),
+    ]
+    try:
+        by_id, payin = airtm_event("payin.confirmed", id=payin_id, code=None, status="CONFIRMED", amount=5.0)
+        by_code, payout = airtm_event(
+            "payout.completed", id="unknown-payout", code=wd_id, status="COMPLETED", airtmUserEmail="jane@example.com"
+        )
+        for event_id, raw, resource in ((by_id, payin, ("topup", topup_id)), (by_code, payout, ("withdrawal", wd_id))):
+            response = await airtm_client.post("/webhooks/airtm", content=raw, headers=airtm_signed(event_id, raw))
+            assert (response.status_code, response.json()) == (200, ACK)
+            row = await recorded(stack, "airtm", event_id)
+            assert row is not None and row["status"] == "PROCESSED"
+            assert (row["resource_type"], row["resource_id"], row["target_workflow_id"]) == (*resource, resource[1])
+            trail = await airtm_client.get(
+                "/audit/logs", params={"resource_id": resource[1], "action": "WEBHOOK_RECEIVED"}, headers=full_key
+            )
+            [entry] = trail.json()["data"]
+            assert (entry["actor_type"], entry["actor_id"], entry["user_id"]) == ("webhook", "airtm", user_id)
+        history = [event async for event in handles[1].fetch_history_events()]
+        signalled = [
+            e.workflow_execution_signaled_event_attributes
+            for e in history
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ]
+        assert [s.signal_name for s in signalled] == ["airtm_payout_event"]
+        assert "jane@example.com" not in str(signalled[0].input)  # the email is masked in the Signal
+    finally:
+        for handle in handles:
+            await handle.terminate("test over")
