@@ -26,9 +26,11 @@ from activities.escrow_records import EscrowRecordActivities
 from activities.event_sequencer import run_sequencer
 from activities.milestones import MilestoneActivities
 from activities.orders import OrderActivities
+from activities.payouts import PayoutActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
 from activities.wallets import WalletActivities, ensure_platform_wallets
+from activities.withdrawals import WithdrawalActivities
 from api.services import connect_temporal
 from api.starts import start_wallet_setup
 from models.tables import Wallet
@@ -42,6 +44,7 @@ from workflows.order import OrderWorkflow
 from workflows.probe import ProbeWorkflow
 from workflows.topup import TopUpWorkflow
 from workflows.wallet_setup import WalletSetupWorkflow
+from workflows.withdrawal import WithdrawalWorkflow
 
 log = logging.getLogger("offerhub.worker")
 # Our workflow modules are imported once, not again for every new workflow run (the
@@ -59,6 +62,7 @@ WORKFLOWS: list[type] = [
     OrderWorkflow,
     MilestoneWorkflow,
     DisputeWorkflow,
+    WithdrawalWorkflow,
 ]
 
 
@@ -72,6 +76,8 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     disputes = DisputeActivities(ctx)
     escrow_records = EscrowRecordActivities(ctx)
     milestones = MilestoneActivities(ctx)
+    withdrawals = WithdrawalActivities(ctx)
+    payouts = PayoutActivities(ctx)
     return [
         disputes.open,
         disputes.assigned,
@@ -107,6 +113,16 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         milestones.milestone_released,
         milestones.milestone_refunded,
         orders.step_failed,
+        withdrawals.create,
+        withdrawals.commit,
+        withdrawals.cancel,
+        withdrawals.apply,
+        payouts.check_destination,
+        payouts.pay_crypto,
+        payouts.payout_create,
+        payouts.payout_commit,
+        payouts.payout_read,
+        payouts.payout_cancel,
     ]
 
 

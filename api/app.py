@@ -14,7 +14,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import ApiJSONResponse, handle_http_exception, handle_offerhub_error, handle_validation_error
 from api.middleware import RequestContextMiddleware
 from api.policy import API_PREFIX, Access, RoutePolicy
-from api.routers import admin, audit, auth, disputes, events, health, instance, orders, topups, users, webhooks
+from api.routers import (
+    admin,
+    audit,
+    auth,
+    disputes,
+    events,
+    health,
+    instance,
+    orders,
+    topups,
+    users,
+    webhooks,
+    withdrawals,
+)
 from api.services import Services
 from models.errors import OfferhubError
 from settings import VERSION, Settings
@@ -57,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         disputes.router,
         audit.router,
         events.router,
+        withdrawals.router,
         webhooks.router,
     ):
         app.include_router(router, prefix=API_PREFIX)

@@ -218,6 +218,32 @@ class LedgerEffect(BaseModel):
             source=("dispute", dispute_id),
         )
 
+    # withdrawals (the hold, then either its release or the payout; domain.md §3.4) ------------
+
+    @classmethod
+    def withdrawal_hold(
+        cls, *, withdrawal_id: str, user_id: str, amount: int, request_id: str | None = None
+    ) -> LedgerEffect:
+        """`available` -> `reserved` when the withdrawal is created (INSUFFICIENT_FUNDS if short)."""
+        return _withdrawal_effect(EntryType.WITHDRAWAL_HOLD, "hold", withdrawal_id, user_id, amount, request_id)
+
+    @classmethod
+    def withdrawal_hold_release(
+        cls, *, withdrawal_id: str, user_id: str, amount: int, reason: str, request_id: str | None = None
+    ) -> LedgerEffect:
+        """The hold returned (failed, canceled, expired): excludes the payout."""
+        # reason: withdrawal_failed, withdrawal_canceled, withdrawal_expired (balance.released payload)
+        return _withdrawal_effect(
+            EntryType.WITHDRAWAL_HOLD_RELEASE, "release_hold", withdrawal_id, user_id, amount, request_id, reason
+        )
+
+    @classmethod
+    def withdrawal_payout(
+        cls, *, withdrawal_id: str, user_id: str, amount: int, request_id: str | None = None
+    ) -> LedgerEffect:
+        """The hold finalized once the money has left: excludes the release."""
+        return _withdrawal_effect(EntryType.WITHDRAWAL_PAYOUT, "payout", withdrawal_id, user_id, amount, request_id)
+
 
 class EscrowAccount(BaseModel):
     """The escrow an effect moves money into or out of, the order it belongs to (also the
@@ -257,4 +283,30 @@ def _escrow_effect(
         workflow_id=at.order_id,
         request_id=at.request_id,
         correlation_id=at.order_id,
+    )
+
+
+def _withdrawal_effect(
+    entry: EntryType,
+    step: str,
+    withdrawal_id: str,
+    user_id: str,
+    amount: int,
+    request_id: str | None,
+    reason: str | None = None,
+) -> LedgerEffect:
+    return LedgerEffect(
+        idempotency_key=f"withdrawal:{withdrawal_id}:{step}",
+        # the release and the payout share the hold's key as their exclusive key: at most one exists
+        exclusive_key=None if entry is EntryType.WITHDRAWAL_HOLD else f"withdrawal:{withdrawal_id}:hold",
+        entry_type=entry,
+        user_id=user_id,
+        amount=amount,
+        counter_account="external:payout" if entry is EntryType.WITHDRAWAL_PAYOUT else "self",
+        source_type="withdrawal",
+        source_id=withdrawal_id,
+        workflow_id=withdrawal_id,
+        request_id=request_id,
+        correlation_id=withdrawal_id,
+        reason=reason,
     )

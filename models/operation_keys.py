@@ -59,3 +59,8 @@ def wallet_fee_float(wallet_id: str, number: int) -> str:
 def wallet_fee_floats(wallet_id: str) -> str:
     """A LIKE pattern matching every fee-float top-up of one wallet."""
     return f"wallet:{wallet_id}:float:%"
+
+
+def withdrawal_payment(withdrawal_id: str) -> str:
+    """The USDC payment of a crypto withdrawal (providers.md §2.5): one key, rebuilt attempts under it."""
+    return f"withdrawal:{withdrawal_id}:payment"

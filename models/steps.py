@@ -17,6 +17,16 @@ from pydantic import BaseModel
 
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.orders_io import ChainDone, CreateOrder, EscrowCallInput, EscrowPlan, MilestoneStep, OrderOutcome, OrderStep
+from models.withdrawals_io import (
+    CreateWithdrawal,
+    DestinationCheck,
+    DestinationChecked,
+    PayoutApplied,
+    PayoutRef,
+    PayoutState,
+    WithdrawalOutcome,
+    WithdrawalStep,
+)
 from models.workflow_io import (
     DepositPage,
     DepositScan,
@@ -85,6 +95,18 @@ DEPOSITS_SCAN = Step("deposits_scan", DepositScan, DepositPage)
 TOPUPS_START = Step("topups_start", list, int)
 TOPUP_CREDIT_CRYPTO = Step("topup_credit_crypto", TopUpInput, TopUpResult)
 PROBE_DATABASE = Step("probe_database", type(None), ProbeResult)
+
+# withdrawals: records (activities/withdrawals.py) and payouts (activities/payouts.py) ------------
+WITHDRAWAL_CREATE = Step("withdrawal_create", CreateWithdrawal, WithdrawalOutcome)
+WITHDRAWAL_COMMIT = Step("withdrawal_commit", WithdrawalStep, WithdrawalOutcome)
+WITHDRAWAL_CANCEL = Step("withdrawal_cancel", WithdrawalStep, WithdrawalOutcome)
+WITHDRAWAL_APPLY = Step("withdrawal_apply", PayoutApplied, WithdrawalOutcome)
+WITHDRAWAL_CHECK_DESTINATION = Step("withdrawal_check_destination", DestinationCheck, DestinationChecked)
+WITHDRAWAL_PAY_CRYPTO = Step("withdrawal_pay_crypto", PayoutRef, PayoutState)
+WITHDRAWAL_PAYOUT_CREATE = Step("withdrawal_payout_create", PayoutRef, PayoutState)
+WITHDRAWAL_PAYOUT_COMMIT = Step("withdrawal_payout_commit", PayoutRef, PayoutState)
+WITHDRAWAL_PAYOUT_READ = Step("withdrawal_payout_read", PayoutRef, PayoutState)
+WITHDRAWAL_PAYOUT_CANCEL = Step("withdrawal_payout_cancel", PayoutRef, PayoutState)
 
 ALL: tuple[Step[object, BaseModel | int], ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Step)

@@ -7,6 +7,8 @@ while it has not. "Finished" is read from the resource's own state, not from Tem
   `ESCROW_FUNDING` with its escrow `FUNDING`);
 - milestone: not `APPROVED` (an approved milestone's release is in flight);
 - dispute: recorded and not settling (`UNDER_REVIEW` with a decision recorded);
+- withdrawal: not paying out (a crypto payment not yet terminal, an Airtm commit not yet
+  acknowledged: `api/repositories/withdrawals.py` `in_flight`);
 - a comment (the create allocated a `cmt_` ID; its `202` names the dispute): recorded
   (answered as the comment), or the dispute `RESOLVED` (it takes no comment any more: a
   comment queued behind the settlement was refused; answered as the dispute).
@@ -23,13 +25,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.repositories import disputes, orders
+from api.repositories import disputes, orders, withdrawals
 from models.errors import OfferhubError
 from models.ids import IdPrefix, is_id
 
 ORDER = re.compile(r"^/api/v1/orders/(?P<order>[^/]+)$")
 MILESTONE = re.compile(r"^/api/v1/orders/(?P<order>[^/]+)/milestones/(?P<milestone>[^/]+)$")
 DISPUTE = re.compile(r"^/api/v1/disputes/(?P<dispute>[^/]+)$")
+WITHDRAWAL = re.compile(r"^/api/v1/withdrawals/(?P<withdrawal>[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ async def at_location(session: AsyncSession, location: str, resource_id: str | N
             return Current(milestone.status != "APPROVED", orders.milestone_view(milestone))
     except OfferhubError:
         return None
+    if match := WITHDRAWAL.fullmatch(location):
+        # a crypto payment until it is terminal, an Airtm commit until Airtm acknowledged it
+        wd = await withdrawals.find(session, match["withdrawal"])
+        return None if wd is None else Current(not withdrawals.in_flight(wd), withdrawals.view(wd))
     if match := DISPUTE.fullmatch(location):
         commenting = resource_id is not None and is_id(resource_id, IdPrefix.COMMENT)
         comment = await disputes.find_comment(session, resource_id) if resource_id and commenting else None
