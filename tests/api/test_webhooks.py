@@ -298,6 +298,15 @@ async def test_temporal_unreachable_answers_503_and_records_nothing(
     assert (retried.status_code, retried.json()) == (200, ACK)
 
 
+async def test_postgresql_unreachable_answers_503(stack: Stack) -> None:
+    _, raw = tw_event("escrow.created", order_id=new_id(IdPrefix.ORDER), contract_id="CZ", status="CREATED")
+    api_url = stack.spawn_api("api-no-db", {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/offerhub"})
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as cut_off:
+        response = await cut_off.post("/webhooks/trustless-work", content=raw, headers=tw_signed(raw))
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response.headers["retry-after"] == "5"
+
+
 async def test_the_airtm_endpoint_needs_airtm_mode(client: httpx.AsyncClient) -> None:
     event_id, raw = airtm_event("payin.confirmed", code=new_id(IdPrefix.TOPUP), id="p-1", status="CONFIRMED")
     response = await client.post("/webhooks/airtm", content=raw, headers=airtm_signed(event_id, raw))
