@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.orders_io import ChainDone, CreateOrder, EscrowCallInput, EscrowPlan, MilestoneStep, OrderOutcome, OrderStep
+from models.topups_io import PayinRef, PayinSnapshot, TopUpMove, TopUpOutcome, TopUpRecord
 from models.withdrawals_io import (
     CreateWithdrawal,
     DestinationCheck,
@@ -95,6 +96,13 @@ DEPOSITS_SCAN = Step("deposits_scan", DepositScan, DepositPage)
 TOPUPS_START = Step("topups_start", list, int)
 TOPUP_CREDIT_CRYPTO = Step("topup_credit_crypto", TopUpInput, TopUpResult)
 PROBE_DATABASE = Step("probe_database", type(None), ProbeResult)
+
+# airtm top-ups (activities/topups.py) -----------------------------------------------------------
+TOPUP_CREATE = Step("topup_create", TopUpRecord, TopUpOutcome)
+TOPUP_APPLY = Step("topup_apply", TopUpMove, TopUpOutcome)
+TOPUP_START = Step("topup_start", PayinRef, PayinSnapshot)
+TOPUP_READ = Step("topup_read", PayinRef, PayinSnapshot)
+TOPUP_CANCEL = Step("topup_cancel", PayinRef, PayinSnapshot)
 
 # withdrawals: records (activities/withdrawals.py) and payouts (activities/payouts.py) ------------
 WITHDRAWAL_CREATE = Step("withdrawal_create", CreateWithdrawal, WithdrawalOutcome)

@@ -12,6 +12,8 @@ while it has not. "Finished" is read from the resource's own state, not from Tem
 - a comment (the create allocated a `cmt_` ID; its `202` names the dispute): recorded
   (answered as the comment), or the dispute `RESOLVED` (it takes no comment any more: a
   comment queued behind the settlement was refused; answered as the dispute).
+- top-up: not `TOPUP_CREATED` (its pay-in exists; a slow refresh or cancel counts as
+  finished once re-read, like the single database steps below).
 
 Actions whose step leaves no transitional state (reserve, cancel, complete, assign) count
 as finished once re-read; they are single database steps, rarely slow.
@@ -25,13 +27,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.repositories import disputes, orders, withdrawals
+from api.repositories import disputes, orders, topups, withdrawals
 from models.errors import OfferhubError
 from models.ids import IdPrefix, is_id
 
 ORDER = re.compile(r"^/api/v1/orders/(?P<order>[^/]+)$")
 MILESTONE = re.compile(r"^/api/v1/orders/(?P<order>[^/]+)/milestones/(?P<milestone>[^/]+)$")
 DISPUTE = re.compile(r"^/api/v1/disputes/(?P<dispute>[^/]+)$")
+TOPUP = re.compile(r"^/api/v1/topups/(?P<topup>[^/]+)$")
 WITHDRAWAL = re.compile(r"^/api/v1/withdrawals/(?P<withdrawal>[^/]+)$")
 
 
@@ -59,6 +62,9 @@ async def at_location(session: AsyncSession, location: str, resource_id: str | N
         # a crypto payment until it is terminal, an Airtm commit until Airtm acknowledged it
         wd = await withdrawals.find(session, match["withdrawal"])
         return None if wd is None else Current(not withdrawals.in_flight(wd), withdrawals.view(wd))
+    if match := TOPUP.fullmatch(location):
+        topup = await topups.find(session, match["topup"])
+        return None if topup is None else Current(not topups.in_flight(topup), topups.view(topup))
     if match := DISPUTE.fullmatch(location):
         commenting = resource_id is not None and is_id(resource_id, IdPrefix.COMMENT)
         comment = await disputes.find_comment(session, resource_id) if resource_id and commenting else None

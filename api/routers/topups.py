@@ -1,49 +1,222 @@
-"""Top-up reads (api.md §6.2, §6.3): crypto deposits and Airtm pay-ins, from PostgreSQL."""
+"""Top-ups (api.md §6): crypto deposits and Airtm pay-ins read from PostgreSQL; Airtm top-ups
+created, refreshed and canceled as Updates on their TopUpWorkflow; the unauthenticated
+callback that brings the user back from Airtm's checkout."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Query
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 
+from api import ratelimit
+from api.errors import ApiJSONResponse, provider_failure
 from api.pagination import CursorQuery, LimitQuery, narrowed, page
-from api.policy import Access, GuardedRoute, ServicesDep, policy
-from api.schemas import field_error, time_range
+from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
+from api.repositories import topups as repo
+from api.repositories import users as users_repo
+from api.schemas import Metadata, field_error, time_range
+from api.services import Services
+from api.workflow_calls import WorkflowGone, caller_of, failure, run_update, update_id
+from models.audit import audit_entry
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
-from models.money import format_cents
-from models.states import TopupStatus
-from models.tables import Topup
-from models.timefmt import iso
+from models.money import Currency, Money, format_cents
+from models.orders_io import Caller
+from models.states import TOPUP, TopupStatus
+from models.tables import Topup, User
+from models.topups_io import TopUpCancel, TopUpCreated, TopUpOutcome, TopUpRefresh, TopUpStart, topup_start_options
+from providers.errors import ProviderError
 
+log = logging.getLogger("offerhub.api.topups")
 router = APIRouter(route_class=GuardedRoute, tags=["topups"])
+topup_view = repo.view  # the representation (api.md §2.2), shared with other modules
+CALLBACK_WAIT_SECONDS = 3.0
+RETURNED = (TopupStatus.TOPUP_PROCESSING, TopupStatus.TOPUP_SUCCEEDED)  # the callback sends these to return_url
 
 
-def topup_view(t: Topup) -> dict[str, Any]:
-    """The Top-up representation of api.md §2.2."""
+class TopUpCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str
+    amount: Money
+    currency: Currency = "USD"
+    return_url: str | None = Field(default=None, max_length=2048)
+    cancel_url: str | None = Field(default=None, max_length=2048)
+    description: str | None = Field(default=None, max_length=255)
+    metadata: Metadata
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def _location(topup_id: str) -> dict[str, str]:
+    return {"Location": f"/api/v1/topups/{topup_id}"}
+
+
+# create ---------------------------------------------------------------------------------------
+
+
+@router.post("/topups", status_code=201, operation_id="topups-create", summary="Create an Airtm top-up")
+@policy(Access.SCOPED, "write", retention=Retention.SHORT, creates=IdPrefix.TOPUP, mode="airtm")
+async def create_topup(body: TopUpCreate, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    """The pay-in is created by the workflow (code = top-up ID): `201` with its checkout URL,
+    `202` in TOPUP_CREATED while Airtm is slow, `502` when Airtm refused (the top-up is FAILED)."""
+    settings = services.settings
+    await ratelimit.hit(
+        services.redis,
+        scope="user_topups",
+        identity=body.user_id,
+        limit=settings.rate_limit_topups_per_user_per_minute,
+    )
+    topup_id = context.new_resource_id(IdPrefix.TOPUP)
+    await _validate(services, context, topup_id, body)
+    async with services.sessions() as session:
+        earlier = await repo.find(session, topup_id)  # this request's own earlier attempt
+    if earlier is not None and repo.settled(earlier):
+        return _created_answer(earlier, finished=True)
+    topup = TopUpStart(
+        topup_id=topup_id,
+        provider="airtm",
+        user_id=body.user_id,
+        amount=body.amount,
+        description=body.description,
+        metadata=body.metadata,
+        return_url=body.return_url or settings.topup_default_return_url,
+        cancel_url=body.cancel_url or settings.topup_default_cancel_url,
+    )
+    client = await services.temporal()
+    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        "TopUpWorkflow",
+        topup,
+        id=topup_id,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **topup_start_options(topup),
+    )
+    try:
+        running = await client.start_update_with_start_workflow(
+            "created",
+            TopUpCreated(caller=caller_of(context)),
+            start_workflow_operation=start,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            id=update_id(context, topup_id, "created"),
+            result_type=TopUpOutcome,
+        )
+        await asyncio.wait_for(running.result(), timeout=settings.api_update_wait_seconds)
+        finished = True
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        finished = False
+    except WorkflowUpdateFailedError as exc:
+        raise failure(exc, context.request_id) from None
+    async with services.sessions() as session:
+        recorded = await repo.find(session, topup_id)
+    if recorded is None:  # not even recorded yet (the worker is down): the resource as requested
+        return ApiJSONResponse(_requested_view(topup), status_code=202, headers=_location(topup_id))
+    return _created_answer(recorded, finished=finished)
+
+
+def _created_answer(topup: Topup, *, finished: bool) -> ApiJSONResponse:
+    if topup.status == TopupStatus.TOPUP_FAILED and topup.failure_code == "PROVIDER_REJECTED":
+        raise OfferhubError(
+            ErrorCode.PROVIDER_ERROR,
+            "Airtm refused the pay-in",
+            {"provider": "airtm", "provider_message": topup.failure_reason or "", "topup_id": topup.id},
+        )
+    status = 201 if finished and not repo.in_flight(topup) else 202
+    return ApiJSONResponse(repo.view(topup), status_code=status, headers=_location(topup.id))
+
+
+def _requested_view(topup: TopUpStart) -> dict[str, Any]:
+    assert topup.amount is not None
     return {
-        "id": t.id,
-        "user_id": t.user_id,
-        "provider": t.provider,
-        "status": t.status,
-        "amount": format_cents(t.amount),
-        "currency": t.currency,
-        "description": t.description,
-        "metadata": t.metadata_,
-        "confirmation_uri": t.confirmation_uri,
-        "return_url": t.return_url,
-        "cancel_url": t.cancel_url,
-        "expires_at": iso(t.expires_at),
-        "airtm_payin_id": t.airtm_payin_id,
-        "stellar_transaction_hash": t.stellar_transaction_hash,
-        "stellar_operation_id": t.stellar_operation_id,
-        "source_address": t.source_address,
-        "failure_code": t.failure_code,
-        "failure_reason": t.failure_reason,
-        "completed_at": iso(t.completed_at),
-        "created_at": iso(t.created_at),
-        "updated_at": iso(t.updated_at),
+        "id": topup.topup_id,
+        "user_id": topup.user_id,
+        "provider": "airtm",
+        "status": TopupStatus.TOPUP_CREATED.value,
+        "amount": format_cents(topup.amount),
+        "currency": "USD",
+        "description": topup.description,
+        "metadata": topup.metadata,
+        "confirmation_uri": None,
+        "return_url": topup.return_url,
+        "cancel_url": topup.cancel_url,
+        "expires_at": None,
+        "airtm_payin_id": None,
+        "stellar_transaction_hash": None,
+        "stellar_operation_id": None,
+        "source_address": None,
+        "failure_code": None,
+        "failure_reason": None,
+        "completed_at": None,
+        "created_at": None,
+        "updated_at": None,
     }
+
+
+async def _validate(services: Services, context: RequestContext, topup_id: str, body: TopUpCreate) -> None:
+    """400 (URLs, limits) -> 404 (user) -> 422 (Airtm link and eligibility) -> 502/504 (lookup)."""
+    settings = services.settings
+    for name in ("return_url", "cancel_url"):
+        value = getattr(body, name)
+        if value is not None and not _acceptable_url(value, allow_http=settings.offerhub_environment == "test"):
+            raise field_error(name, "must be an absolute https URL")
+    if not settings.topup_min_amount <= body.amount <= settings.topup_max_amount:
+        raise OfferhubError(
+            ErrorCode.INVALID_AMOUNT,
+            "amount is outside the top-up limits",
+            {"min": format_cents(settings.topup_min_amount), "max": format_cents(settings.topup_max_amount)},
+        )
+    async with services.sessions() as session:
+        user = await session.get(User, body.user_id) if is_id(body.user_id, IdPrefix.USER) else None
+    if user is None:
+        raise users_repo.not_found(body.user_id, "user_id")
+    if user.airtm_user_id is None or user.airtm_email is None:
+        error = OfferhubError(
+            ErrorCode.AIRTM_USER_NOT_LINKED, "The user is not linked to Airtm", {"user_id": body.user_id}
+        )
+        await _audit_refusal(services, context, topup_id, body.user_id, "TOPUP_CREATED", error)
+        raise error
+    assert services.airtm is not None
+    try:
+        found = await services.airtm.user_by_email(user.airtm_email)
+    except ProviderError as exc:
+        raise provider_failure(exc) from None
+    reason = None
+    if found is None:
+        reason = "USER_NOT_FOUND"
+    elif str(found.get("status", "")).lower() != "active":
+        reason = "USER_INACTIVE"
+    elif not found.get("isVerified"):
+        reason = "USER_NOT_VERIFIED"
+    if reason is not None:
+        error = OfferhubError(ErrorCode.AIRTM_USER_INVALID, "The linked Airtm account cannot pay", {"reason": reason})
+        await _audit_refusal(services, context, topup_id, body.user_id, "TOPUP_CREATED", error)
+        raise error
+
+
+def _acceptable_url(value: str, *, allow_http: bool) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    schemes = ("https", "http") if allow_http else ("https",)
+    return parts.scheme in schemes and bool(parts.netloc) and not any(c.isspace() for c in value)
+
+
+# reads ----------------------------------------------------------------------------------------
 
 
 @router.get("/topups", operation_id="topups-list", summary="List top-ups (crypto deposits and Airtm pay-ins)")
@@ -75,16 +248,154 @@ async def list_topups(
             limit=limit,
             cursor=cursor,
             cursor_valid=lambda c: is_id(c, IdPrefix.TOPUP),
-            render=topup_view,
+            render=repo.view,
         )
 
 
 @router.get("/topups/{topup_id}", operation_id="topups-get", summary="Get a top-up")
 @policy(Access.SCOPED, "read")
 async def get_topup(topup_id: str, services: ServicesDep) -> dict[str, Any]:
-    if is_id(topup_id, IdPrefix.TOPUP):
+    async with services.sessions() as session:
+        return repo.view(await repo.load(session, topup_id))
+
+
+# actions --------------------------------------------------------------------------------------
+
+
+@router.post("/topups/{topup_id}/refresh", operation_id="topups-refresh", summary="Re-read the Airtm pay-in")
+@policy(Access.SCOPED, "write", retention=Retention.SHORT)
+async def refresh_topup(topup_id: str, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    return await _act(services, context, topup_id, "refresh", TopUpRefresh(caller=caller_of(context)))
+
+
+@router.post("/topups/{topup_id}/cancel", operation_id="topups-cancel", summary="Cancel before the user confirms")
+@policy(Access.SCOPED, "write", retention=Retention.SHORT)
+async def cancel_topup(
+    topup_id: str, services: ServicesDep, context: ContextDep, body: CancelBody | None = None
+) -> ApiJSONResponse:
+    reason = body.reason if body else None
+    return await _act(services, context, topup_id, "cancel", TopUpCancel(caller=caller_of(context), reason=reason))
+
+
+async def _act(services: Services, context: RequestContext, topup_id: str, update: str, arg: Any) -> ApiJSONResponse:
+    """200 with the top-up when done, 202 while Airtm is slow, or the refusal (audited)."""
+    async with services.sessions() as session:
+        topup = await repo.load(session, topup_id)
+    try:
+        if update == "refresh" and (topup.provider != "airtm" or repo.settled(topup)):
+            return ApiJSONResponse(repo.view(topup))  # as stored, without a provider call
+        if update == "cancel" and topup.provider != "airtm":
+            raise _invalid_state(topup, "crypto top-ups cannot be canceled")
+        try:
+            finished = await run_update(services, context, topup_id, update, arg, TopUpOutcome)
+        except WorkflowGone:
+            async with services.sessions() as session:
+                topup = await repo.load(session, topup_id)
+            if update == "refresh":
+                return ApiJSONResponse(repo.view(topup))
+            TOPUP.require(update, topup.status, topup_id)  # raises: a finished top-up accepts nothing
+            raise
+    except OfferhubError as exc:
+        if exc.status in (409, 422):
+            await _audit_refusal(services, context, topup_id, topup.user_id, f"TOPUP_{update.upper()}", exc)
+        raise
+    async with services.sessions() as session:
+        view = repo.view(await repo.load(session, topup_id))
+    if finished:
+        return ApiJSONResponse(view)
+    return ApiJSONResponse(view, status_code=202, headers=_location(topup_id))
+
+
+def _invalid_state(topup: Topup, reason: str) -> OfferhubError:
+    return OfferhubError(
+        ErrorCode.INVALID_STATE,
+        f"cannot cancel topup {topup.id}: {reason}",
+        {"topup_id": topup.id, "current_state": topup.status, "allowed_states": [], "reason": reason},
+    )
+
+
+async def _audit_refusal(
+    services: Services, context: RequestContext, topup_id: str, user_id: str, action: str, error: OfferhubError
+) -> None:
+    """Rejected attempts that reached the domain are audited as FAILURE (domain.md §6.1)."""
+    async with services.sessions() as session, session.begin():
+        session.add(
+            audit_entry(
+                action=action,
+                resource_type="topup",
+                resource_id=topup_id,
+                user_id=user_id,
+                actor=context.actor,
+                result="FAILURE",
+                error={"code": error.code.value, "message": error.message},
+                request_id=context.request_id,
+                idempotency_key=context.idempotency_key,
+                correlation_id=topup_id,
+                ip=context.ip,
+                user_agent=context.user_agent,
+            )
+        )
+
+
+# the way back from Airtm's checkout ------------------------------------------------------------
+
+
+@router.get(
+    "/topups/{topup_id}/callback",
+    operation_id="topups-callback",
+    summary="Where Airtm sends the user back (redirects to the marketplace)",
+    status_code=302,
+    response_class=RedirectResponse,
+)
+@policy(Access.PUBLIC)
+async def topup_callback(
+    topup_id: str,
+    services: ServicesDep,
+    context: ContextDep,
+    status: Annotated[str | None, Query(max_length=64)] = None,
+    code: Annotated[str | None, Query(max_length=128)] = None,
+) -> RedirectResponse:
+    """`status` and `code` are never trusted: the workflow re-reads the pay-in (bounded to 3 s,
+    skipped in maintenance), then the recorded state picks the marketplace URL."""
+    settings = services.settings
+    async with services.sessions() as session:
+        topup = await repo.find(session, topup_id)
+    if topup is None:
+        return RedirectResponse(_with_query(settings.topup_default_cancel_url, {"topup_id": topup_id}), 302)
+    if (
+        topup.provider == "airtm"
+        and not repo.settled(topup)
+        and not (await services.maintenance.current(services)).enabled
+    ):
+        await _refresh_briefly(services, context, topup_id)
         async with services.sessions() as session:
-            found = await session.get(Topup, topup_id)
-        if found is not None:
-            return topup_view(found)
-    raise OfferhubError(ErrorCode.TOPUP_NOT_FOUND, f"Top-up {topup_id} not found", {"topup_id": topup_id})
+            topup = await repo.load(session, topup_id)
+    if topup.status in RETURNED:
+        target = topup.return_url or settings.topup_default_return_url
+    else:
+        target = topup.cancel_url or settings.topup_default_cancel_url
+    return RedirectResponse(_with_query(target, {"topup_id": topup.id, "status": topup.status}), 302)
+
+
+async def _refresh_briefly(services: Services, context: RequestContext, topup_id: str) -> None:
+    caller = Caller(actor_type="system", actor_id=topup_id, request_id=context.request_id)
+
+    async def refresh() -> None:
+        client = await services.temporal()
+        running = await client.get_workflow_handle(topup_id).start_update(
+            "refresh",
+            TopUpRefresh(caller=caller, source="callback"),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            result_type=TopUpOutcome,
+        )
+        await running.result()
+
+    try:
+        await asyncio.wait_for(refresh(), timeout=CALLBACK_WAIT_SECONDS)
+    except Exception as exc:  # the redirect never fails: the recorded state decides
+        log.info("callback refresh skipped", extra={"topup_id": topup_id, "error": type(exc).__name__})
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    separator = "&" if urlsplit(url).query else "?"
+    return f"{url}{separator}{urlencode(params)}"
