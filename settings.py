@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     metrics_enabled: bool = True
+    # where the worker serves the Temporal SDK's Prometheus metrics (unset: not served)
+    temporal_metrics_bind_address: str | None = None
 
     # storage and workflow engine
     database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/offerhub")

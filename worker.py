@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlmodel import col
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -172,8 +173,18 @@ async def prepare_until_done(ctx: WorkerContext, client: Client) -> None:
             delay = min(delay * 2, 30.0)
 
 
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's metrics (workflow completions, activity failures
+    by type, task latencies) in Prometheus format, when TEMPORAL_METRICS_BIND_ADDRESS is set."""
+    if not settings.metrics_enabled or not settings.temporal_metrics_bind_address:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.temporal_metrics_bind_address))
+    )
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    client = await connect_temporal(settings)
+    client = await connect_temporal(settings, runtime=metrics_runtime(settings))
     ctx = WorkerContext.build(settings, client)
     try:
         worker = Worker(

@@ -11,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import metrics
 from api.errors import ApiJSONResponse, handle_http_exception, handle_offerhub_error, handle_validation_error
+from api.metrics import ApiMetrics, RequestMetricsMiddleware
 from api.middleware import RequestContextMiddleware
 from api.policy import API_PREFIX, Access, RoutePolicy
 from api.routers import (
@@ -78,6 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_middleware(RequestContextMiddleware)
+    app.state.metrics = ApiMetrics()
+    app.include_router(metrics.router)  # operational: outside /api/v1 (README of the spec)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

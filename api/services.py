@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from api.maintenance import MaintenanceCache
 from providers.airtm.client import AirtmClient
@@ -20,7 +21,7 @@ from settings import Settings
 log = logging.getLogger("offerhub.api")
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
@@ -28,6 +29,7 @@ async def connect_temporal(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         tls=settings.temporal_tls,
         api_key=api_key,
+        runtime=runtime,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +112,18 @@ def sandbox_env(
     }
 
 
+WORKER_METRICS_PORT = 9464
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def port_from_env(name: str, default: int) -> int:
     """A port the operator (or a test) chose through the environment, else the fixed default."""
     value = os.environ.get(name, "").strip()
@@ -179,6 +192,9 @@ class DevStack:
             env["SANDBOX_DB"] = str(chain)
         env["PAYMENT_PROVIDER"] = self.provider
         env["API_PORT"] = str(self.api_port)
+        if "TEMPORAL_METRICS_BIND_ADDRESS" not in env and port_is_free(WORKER_METRICS_PORT):
+            # the worker's Temporal SDK metrics beside the API's /metrics (docs/operators.md)
+            env["TEMPORAL_METRICS_BIND_ADDRESS"] = f"{LOOPBACK}:{WORKER_METRICS_PORT}"
         if "DATABASE_URL" not in os.environ:
             pg = EmbeddedPostgres(self.data / "postgres")
             env["DATABASE_URL"] = pg.start()
