@@ -25,6 +25,7 @@ from activities.disputes import DisputeActivities
 from activities.escrow import EscrowActivities
 from activities.escrow_records import EscrowRecordActivities
 from activities.event_sequencer import run_sequencer
+from activities.log_context import LogContext
 from activities.milestones import MilestoneActivities
 from activities.orders import OrderActivities
 from activities.payouts import PayoutActivities
@@ -193,6 +194,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             workflows=WORKFLOWS,
             activities=activities_for(ctx),
             workflow_runner=WORKFLOW_RUNNER,
+            interceptors=[LogContext()],
         )
         async with worker:
             log.info("worker polling task queue %s", settings.temporal_task_queue)

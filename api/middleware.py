@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response, internal_error
@@ -59,29 +60,31 @@ class RequestContextMiddleware:
             await send(message)
 
         declared = _content_length(scope["headers"])
-        try:
-            if declared is not None and declared > MAX_BODY_BYTES:
-                await _drain_and_send(error_response(PayloadTooLarge()), scope, receive, send_with_id)
-                return
-            await self.app(scope, _limited(receive), send_with_id)
-        except PayloadTooLarge as exc:
-            if not response_started:
-                await error_response(exc)(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            if not response_started:
-                await error_response(internal_error(request_id))(scope, receive, send_with_id)
-        finally:
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status_holder["status"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                },
-            )
+        # every log line of this request carries its request_id (cli/logs.py merges the context)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                if declared is not None and declared > MAX_BODY_BYTES:
+                    await _drain_and_send(error_response(PayloadTooLarge()), scope, receive, send_with_id)
+                    return
+                await self.app(scope, _limited(receive), send_with_id)
+            except PayloadTooLarge as exc:
+                if not response_started:
+                    await error_response(exc)(scope, receive, send_with_id)
+            except Exception:
+                log.exception("unhandled error", extra={"request_id": request_id})
+                if not response_started:
+                    await error_response(internal_error(request_id))(scope, receive, send_with_id)
+            finally:
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status_holder["status"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
