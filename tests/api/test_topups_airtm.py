@@ -365,9 +365,13 @@ async def test_cancel_after_the_user_confirmed_is_refused_and_the_topup_proceeds
     airtm_client: httpx.AsyncClient, control: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
     user = await linked_user(airtm_client, control, full_key)
-    topup = await create_topup(airtm_client, full_key, user["id"], "20.00")
-    await confirm(control, topup, user["email"], processing_ms=2000)
-    refused = await airtm_client.post(f"/topups/{topup['id']}/cancel", headers=full_key)
+    await control.post("/webhooks/pause")  # no webhook may tell the workflow before the cancel does
+    try:
+        topup = await create_topup(airtm_client, full_key, user["id"], "20.00")
+        await confirm(control, topup, user["email"], processing_ms=2000)
+        refused = await airtm_client.post(f"/topups/{topup['id']}/cancel", headers=full_key)
+    finally:
+        await control.post("/webhooks/resume")
     assert refused.status_code == 502, refused.text
     error = refused.json()["error"]
     assert error["code"] == "PROVIDER_ERROR" and error["details"]["topup_id"] == topup["id"]
@@ -519,4 +523,107 @@ async def test_a_keyed_create_is_replayed_not_repeated(
     assert len((await control.get("/airtm/payins", params={"code": first.json()["id"]})).json()) == 1
     listed = (await airtm_client.get("/topups", params={"user_id": user["id"]}, headers=full_key)).json()
     assert len(listed["data"]) == 1
+    await books_and_sandbox_ok(stack, control)
+
+
+# webhooks and provider faults ---------------------------------------------------------------------
+
+
+async def test_duplicated_and_reordered_webhooks_credit_once(
+    airtm_client: httpx.AsyncClient, control: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """Only the webhooks can move this top-up (the session's airtm worker polls every 300 s):
+    each arrives twice, newest first, some after a dropped first attempt."""
+    user = await linked_user(airtm_client, control, full_key)
+    faults = {
+        "rules": [],
+        "webhooks": {
+            "airtm": {
+                "duplicate_probability": 1.0,
+                "duplicate_delay_ms": 50,
+                "reorder": True,
+                "reorder_window_ms": 300,
+                "drop_first_attempt_probability": 0.5,
+            }
+        },
+    }
+    assert (await control.put("/faults", json=faults)).status_code == 200
+    try:
+        topup = await create_topup(airtm_client, full_key, user["id"], "17.50")
+        await confirm(control, topup, user["email"], processing_ms=200)
+
+        async def credited() -> bool:
+            found = (await airtm_client.get(f"/topups/{topup['id']}", headers=full_key)).json()
+            return bool(found["status"] == T.TOPUP_SUCCEEDED)
+
+        await assert_eventually(credited, timeout=20, interval=0.2, message="the webhooks never moved the top-up")
+        await control.post("/webhooks/flush", json={"timeout_ms": 5000})
+    finally:
+        await control.delete("/faults")
+    delivered = (await control.get("/webhooks", params={"provider": "airtm", "status": "DELIVERED"})).json()
+    assert any(w["body"]["data"]["code"] == topup["id"] for w in delivered)
+    assert await available(airtm_client, full_key, user["id"]) == "17.50"
+    assert await deposits_of(stack, topup["id"]) == [(f"topup:{topup['id']}:credit", 1750)]
+    await books_and_sandbox_ok(stack, control)
+
+
+async def test_an_airtm_outage_delays_the_payin_and_a_read_outage_is_a_502(
+    airtm_client: httpx.AsyncClient, control: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """Creation retries through 503s and a dropped answer (one pay-in, found by its code);
+    a refresh while Airtm is down answers 502 and changes nothing."""
+    user = await linked_user(airtm_client, control, full_key)
+    faults = {
+        "rules": [
+            {
+                "id": "payin-503",
+                "target": "airtm",
+                "method": "POST",
+                "path": "/payins",
+                "times": 2,
+                "action": "error",
+                "status": 503,
+                "retry_after_s": 1,
+            },
+            {
+                "id": "payin-drop",
+                "target": "airtm",
+                "method": "POST",
+                "path": "/payins",
+                "times": 1,
+                "action": "drop_after_effect",
+                "drop_mode": "error",
+            },
+        ]
+    }
+    assert (await control.put("/faults", json=faults)).status_code == 200
+    try:
+        topup = await create_topup(airtm_client, full_key, user["id"], "4.00")
+    finally:
+        await control.delete("/faults")
+    assert topup["status"] == T.TOPUP_AWAITING_USER_CONFIRMATION
+    assert len((await control.get("/airtm/payins", params={"code": topup["id"]})).json()) == 1
+
+    down = {
+        "rules": [
+            {
+                "id": "read-503",
+                "target": "airtm",
+                "method": "GET",
+                "path": "/payins/*",
+                "action": "error",
+                "status": 503,
+            }
+        ]
+    }
+    assert (await control.put("/faults", json=down)).status_code == 200
+    try:
+        refused = await airtm_client.post(f"/topups/{topup['id']}/refresh", headers=full_key)
+    finally:
+        await control.delete("/faults")
+    assert refused.status_code == 502, refused.text
+    assert refused.json()["error"]["details"]["topup_id"] == topup["id"]
+    await confirm(control, topup, user["email"])
+    assert (await refresh(airtm_client, full_key, topup["id"]))["status"] == T.TOPUP_SUCCEEDED
+    assert len(await deposits_of(stack, topup["id"])) == 1
     await books_and_sandbox_ok(stack, control)
