@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from models.errors import ErrorCode, OfferhubError
 from models.states import TOPUP, TopupStatus
 from models.webhooks_io import AIRTM_PAYIN_SIGNAL, ProviderEvent
+from tests.api.orders_support import funded_user
 from tests.support import AirtmStack, Stack, assert_books_balanced, assert_eventually
 
 T = TopupStatus
@@ -307,6 +308,8 @@ async def test_a_failed_payin_fails_the_topup_and_credits_nothing(
     assert await available(airtm_client, full_key, user["id"]) == "0.00"
     assert await deposits_of(stack, topup["id"]) == []
     assert (await event_types(stack, topup["id"]))[-1] == "topup.failed"
+    late = await airtm_client.post(f"/topups/{topup['id']}/cancel", headers=full_key)
+    assert late.status_code == 409 and late.json()["error"]["details"]["current_state"] == T.TOPUP_FAILED
     await books_and_sandbox_ok(stack, control)
 
 
@@ -457,6 +460,19 @@ async def test_crypto_mode_refuses_topup_creation(client: httpx.AsyncClient, ful
         "message": refused.json()["error"]["message"],
         "details": {"payment_provider": "crypto", "required_provider": "airtm"},
     }
+
+
+async def test_a_crypto_topup_is_refreshed_as_stored_and_never_canceled(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    user = await funded_user(client, stack, full_key, "2.00")
+    [deposit] = (await client.get("/topups", params={"user_id": user["id"]}, headers=full_key)).json()["data"]
+    assert (await refresh(client, full_key, deposit["id"])) == deposit
+    refused = await client.post(f"/topups/{deposit['id']}/cancel", json={"reason": "no"}, headers=full_key)
+    assert refused.status_code == 409, refused.text
+    details = refused.json()["error"]["details"]
+    assert (details["current_state"], details["allowed_states"]) == (T.TOPUP_SUCCEEDED, [])
+    await assert_books_balanced(stack)
 
 
 async def test_topup_creation_refusals(
