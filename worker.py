@@ -119,6 +119,8 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         milestones.milestone_approved,
         milestones.milestone_released,
         milestones.milestone_refunded,
+        milestones.milestone_record,
+        orders.record,
         orders.step_failed,
         withdrawals.create,
         withdrawals.commit,

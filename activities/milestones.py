@@ -23,6 +23,7 @@ from models.orders_io import (
     OrderOutcome,
 )
 from models.states import MilestoneStatus
+from models.tables import Milestone
 from models.timefmt import iso, utcnow
 
 
@@ -133,3 +134,11 @@ class MilestoneActivities:
                     {"status": MilestoneStatus.CANCELED, "refunded_amount": format_cents(milestone.amount)},
                 )
         return OrderOutcome(order_id=order.id, status=MilestoneStatus.CANCELED)
+
+    @activity.defn(name=steps.MILESTONE_RECORD.name)
+    async def milestone_record(self, req: MilestoneStep) -> OrderOutcome:
+        """The milestone's status as recorded (its workflow checks a Signal's claim against it)."""
+        async with self.ctx.sessions() as session:
+            milestone = await session.get(Milestone, req.milestone_id)
+        status = milestone.status if milestone is not None else "NOT_FOUND"
+        return OrderOutcome(order_id=req.order_id, status=status)

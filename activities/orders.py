@@ -270,3 +270,10 @@ class OrderActivities:
                 escrow, OrderStatus.REFUNDED, order.refunded_amount, "REFUNDED", tx_hash=req.tx_hash
             )
         return OrderOutcome(order_id=order.id, status=order.status)
+
+    @activity.defn(name=steps.ORDER_RECORD.name)
+    async def record(self, req: OrderStep) -> OrderOutcome:
+        """The order's status as recorded (workflows check a Signal's claim against it)."""
+        async with self.ctx.sessions() as session:
+            order = await session.get(Order, req.order_id)
+        return OrderOutcome(order_id=req.order_id, status=order.status if order is not None else "NOT_FOUND")

@@ -60,6 +60,7 @@ SETTLEMENT_FAILED = Step("settlement_failed", OrderStep, OrderOutcome)
 ORDER_STEP_FAILED = Step("order_step_failed", OrderStep, OrderOutcome)
 ORDER_RELEASED = Step("order_released", OrderStep, OrderOutcome)
 ORDER_REFUNDED = Step("order_refunded", OrderStep, OrderOutcome)
+ORDER_RECORD = Step("order_record", OrderStep, OrderOutcome)  # read-only: the order's recorded status
 
 # escrow records (activities/escrow_records.py) --------------------------------------------------
 ESCROW_PREPARE = Step("escrow_prepare", OrderStep, EscrowPlan)
@@ -74,6 +75,7 @@ MILESTONE_COMPLETED = Step("milestone_completed", MilestoneStep, OrderOutcome)
 MILESTONE_APPROVED = Step("milestone_approved", MilestoneStep, OrderOutcome)
 MILESTONE_RELEASED = Step("milestone_released", MilestoneStep, OrderOutcome)
 MILESTONE_REFUNDED = Step("milestone_refunded", MilestoneStep, OrderOutcome)
+MILESTONE_RECORD = Step("milestone_record", MilestoneStep, OrderOutcome)  # read-only: the recorded status
 
 # escrow on chain (activities/escrow.py) ----------------------------------------------------------
 ESCROW_DEPLOY = Step("escrow_deploy", EscrowPlan, ChainDone)

@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 KNOWN_CODES = frozenset(code.value for code in ErrorCode)
+ORDER_STATES = frozenset(status.value for status in OrderStatus)
+SETTLED = (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED)
 
 
 @workflow.defn(name="MilestoneWorkflow")
@@ -46,6 +48,7 @@ class MilestoneWorkflow:
         self.order_state = inputs.order_status
         self.lock = asyncio.Lock()
         self.payment: MilestonePaid | None = None
+        self.awaiting_payment = False
         self.chain_round = 1  # a completion retried after it failed for good is a new round
         self.provider_news: str | None = None
 
@@ -152,10 +155,12 @@ class MilestoneWorkflow:
         async with self.lock:
             self._check_approve(req)
             self.payment = None
+            self.awaiting_payment = True
             await workflow.get_external_workflow_handle(self.inputs.order_id).signal(
                 "pay_milestone", MilestonePayment(milestone_id=self.inputs.milestone.id, caller=req.caller)
             )
             await workflow.wait_condition(lambda: self.payment is not None)
+            self.awaiting_payment = False
             paid = self.payment
             assert paid is not None
             if self.status not in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
@@ -172,7 +177,9 @@ class MilestoneWorkflow:
 
     @workflow.signal
     def payment_done(self, paid: MilestonePaid) -> None:
-        self.payment = paid
+        """The order's answer to `pay_milestone`; taken only while one is awaited."""
+        if self.awaiting_payment and paid.milestone_id == self.inputs.milestone.id:
+            self.payment = paid
 
     @workflow.signal(name=TRUSTLESS_WORK_SIGNAL)
     def trustless_work_event(self, event: ProviderEvent) -> None:
@@ -183,10 +190,18 @@ class MilestoneWorkflow:
 
     @workflow.signal
     def order_status(self, note: OrderStatusNote) -> None:
+        if note.status not in ORDER_STATES:
+            return
         self.order_state = note.status
         workflow.set_current_details(self._details())
 
     @workflow.signal
-    def settled_by_order(self, outcome: MilestoneOutcome) -> None:
-        """The order paid or canceled this milestone itself (release, refund, dispute)."""
-        self._moved(outcome.status)
+    async def settled_by_order(self, outcome: MilestoneOutcome) -> None:
+        """The order paid or canceled this milestone itself (release, refund, dispute).
+        Believed once the record agrees (the order writes it first): a forged Signal cannot
+        end a milestone that is still to be paid."""
+        if outcome.milestone_id != self.inputs.milestone.id or outcome.status not in SETTLED:
+            return
+        recorded = await db_step(steps.MILESTONE_RECORD, self._step(Caller(actor_id=self.inputs.order_id)))
+        if recorded.status == outcome.status:
+            self._moved(outcome.status)

@@ -115,6 +115,11 @@ class OrderWorkflow:
                 details["escrow_id"] = self.plan.escrow_id
             raise refusal(OfferhubError(exc.code, exc.message, details)) from None
 
+    def _ignored(self, signal: str, about: str) -> None:
+        """A Signal this order did not expect in its state: shown to operators, nothing changes."""
+        workflow.logger.warning("ignored %s Signal about %s in %s", signal, about, self.status)
+        workflow.set_current_details(f"{self._summary()}; ignored a {signal} Signal about {about}")
+
     def _step(self, caller: Caller, **kw: object) -> OrderStep:
         return OrderStep(order_id=self.order.id, caller=caller, **kw)
 
@@ -278,21 +283,31 @@ class OrderWorkflow:
 
     @workflow.signal
     def milestone_settled(self, outcome: MilestoneOutcome) -> None:
-        """A milestone reports each status it reaches (COMPLETED, APPROVED, RELEASED)."""
-        if outcome.milestone_id in self.milestones:
+        """A milestone reports its completion (payments run here, so they need no report).
+        Anything else, or a milestone that is not this order's, is ignored: a Signal can be
+        sent by anyone with access to the Temporal UI."""
+        if (
+            self.milestones.get(outcome.milestone_id) == MilestoneStatus.OPEN
+            and outcome.status == MilestoneStatus.COMPLETED
+        ):
             self.milestones[outcome.milestone_id] = outcome.status
             workflow.set_current_details(self._summary())
+        else:
+            self._ignored("milestone_settled", outcome.milestone_id)
 
     @workflow.signal
     async def pay_milestone(self, req: MilestonePayment) -> None:
         """The buyer approved a milestone: approve and release it on chain under the order's
         lock, then answer the milestone workflow (which answers the API)."""
+        milestone = next((m for m in self.order.milestones if m.id == req.milestone_id), None)
+        if milestone is None:
+            self._ignored("pay_milestone", req.milestone_id)
+            return
         async with self.lock:
-            answer = await self._milestone_payment(req)
-        await workflow.get_external_workflow_handle(req.milestone_id).signal("payment_done", answer)
+            answer = await self._milestone_payment(milestone, req)
+        await workflow.get_external_workflow_handle(milestone.id).signal("payment_done", answer)
 
-    async def _milestone_payment(self, req: MilestonePayment) -> MilestonePaid:
-        milestone = next(m for m in self.order.milestones if m.id == req.milestone_id)
+    async def _milestone_payment(self, milestone: MilestoneInput, req: MilestonePayment) -> MilestonePaid:
         state = self.milestones[milestone.id]
         if self.status != OrderStatus.IN_PROGRESS or state not in (
             MilestoneStatus.COMPLETED,
@@ -375,7 +390,16 @@ class OrderWorkflow:
 
     @workflow.signal
     async def dispute_settled(self, outcome: DisputeOutcome) -> None:
-        """The dispute child settled the escrow and closed the order's record."""
+        """The dispute child settled the escrow and closed the order's record. Believed only
+        for this order's own dispute while DISPUTED, and only once the record says CLOSED
+        (the settlement closes it in its own transaction): a forged Signal changes nothing."""
+        if self.status != OrderStatus.DISPUTED or self.dispute is None or outcome.dispute_id != self.dispute.id:
+            self._ignored("dispute_settled", outcome.dispute_id)
+            return
+        recorded = await db_step(steps.ORDER_RECORD, self._step(Caller(actor_id=self.order.id)))
+        if recorded.status != OrderStatus.CLOSED:
+            self._ignored("dispute_settled", outcome.dispute_id)
+            return
         for milestone_id, state in list(self.milestones.items()):
             if state not in (MilestoneStatus.RELEASED, MilestoneStatus.CANCELED):
                 await self._settle_milestone(milestone_id, MilestoneStatus.CANCELED)
