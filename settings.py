@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     webhook_delivery_timeout_seconds: int = 10
     webhook_delivery_max_age_seconds: int = 259200
     webhook_secret_rotation_overlap_seconds: int = 86400
+    # delays between delivery attempts (api.md §11.6: ≈ 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
+    # then the last one repeated); jitter of up to 10 % is added. Tests shorten it.
+    webhook_retry_schedule_seconds: Annotated[list[float], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default=[30, 120, 600, 1800, 3600, 7200, 14400, 28800], min_length=1
+    )
     provider_webhook_tolerance_seconds: int = 300
     inbound_webhook_retention_days: int = 90
     health_check_timeout_seconds: float = 3

@@ -28,10 +28,12 @@ from activities.event_sequencer import run_sequencer
 from activities.log_context import LogContext
 from activities.milestones import MilestoneActivities
 from activities.orders import OrderActivities
+from activities.outbox_relay import run_relay
 from activities.payouts import PayoutActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
 from activities.wallets import WalletActivities, ensure_platform_wallets
+from activities.webhook_deliveries import WebhookDeliveryActivities
 from activities.withdrawals import WithdrawalActivities
 from api.services import connect_temporal
 from api.starts import start_wallet_setup
@@ -46,6 +48,7 @@ from workflows.order import OrderWorkflow
 from workflows.probe import ProbeWorkflow
 from workflows.topup import TopUpWorkflow
 from workflows.wallet_setup import WalletSetupWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
 log = logging.getLogger("offerhub.worker")
@@ -65,6 +68,7 @@ WORKFLOWS: list[type] = [
     MilestoneWorkflow,
     DisputeWorkflow,
     WithdrawalWorkflow,
+    WebhookDeliveryWorkflow,
 ]
 
 
@@ -80,6 +84,7 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     milestones = MilestoneActivities(ctx)
     withdrawals = WithdrawalActivities(ctx)
     payouts = PayoutActivities(ctx)
+    webhook_deliveries = WebhookDeliveryActivities(ctx)
     return [
         disputes.open,
         disputes.assigned,
@@ -132,6 +137,8 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         payouts.payout_commit,
         payouts.payout_read,
         payouts.payout_cancel,
+        webhook_deliveries.send,
+        webhook_deliveries.record,
     ]
 
 
@@ -202,11 +209,13 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             log.info("worker polling task queue %s", settings.temporal_task_queue)
             preparing = asyncio.create_task(prepare_until_done(ctx, client))
             sequencing = asyncio.create_task(run_sequencer(ctx.engine))
+            relaying = asyncio.create_task(run_relay(ctx.engine, client, settings))
             try:
                 await (stop.wait() if stop is not None else asyncio.Event().wait())
             finally:
                 preparing.cancel()
                 sequencing.cancel()
+                relaying.cancel()
     finally:
         await ctx.close()
 

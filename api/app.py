@@ -27,6 +27,7 @@ from api.routers import (
     orders,
     topups,
     users,
+    webhook_endpoints,
     webhooks,
     withdrawals,
 )
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         events.router,
         withdrawals.router,
         webhooks.router,
+        webhook_endpoints.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.add_exception_handler(OfferhubError, handle_offerhub_error)

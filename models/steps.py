@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.orders_io import ChainDone, CreateOrder, EscrowCallInput, EscrowPlan, MilestoneStep, OrderOutcome, OrderStep
 from models.topups_io import PayinRef, PayinSnapshot, TopUpMove, TopUpOutcome, TopUpRecord
+from models.webhook_delivery import Attempt, AttemptRecord, AttemptResult, DeliveryOutcome
 from models.withdrawals_io import (
     CreateWithdrawal,
     DestinationCheck,
@@ -117,6 +118,10 @@ WITHDRAWAL_PAYOUT_CREATE = Step("withdrawal_payout_create", PayoutRef, PayoutSta
 WITHDRAWAL_PAYOUT_COMMIT = Step("withdrawal_payout_commit", PayoutRef, PayoutState)
 WITHDRAWAL_PAYOUT_READ = Step("withdrawal_payout_read", PayoutRef, PayoutState)
 WITHDRAWAL_PAYOUT_CANCEL = Step("withdrawal_payout_cancel", PayoutRef, PayoutState)
+
+# outbound webhooks (activities/webhook_deliveries.py) --------------------------------------------
+WEBHOOK_SEND = Step("webhook_send", Attempt, AttemptResult)
+WEBHOOK_DELIVERY_RECORD = Step("webhook_delivery_record", AttemptRecord, DeliveryOutcome)
 
 ALL: tuple[Step[object, BaseModel | int], ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Step)

@@ -116,6 +116,8 @@ class Stack:
             # tests share one key: the per-key limit is exercised by its own API process
             "RATE_LIMIT_PER_KEY_PER_MINUTE": "100000",
             "RATE_LIMIT_UNAUTHENTICATED_PER_IP_PER_MINUTE": "100000",
+            # outbound webhooks retry within seconds, not minutes (tests/api/test_webhook_delivery.py)
+            "WEBHOOK_RETRY_SCHEDULE_SECONDS": "0.5,1,1,2",
             **overrides,
         }
         import migrations

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, UniqueConstraint, text
-from sqlmodel import SQLModel
+from sqlalchemy import CheckConstraint, Column, Index, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
 
 from models.ids import IdPrefix
 from models.tables._columns import (
@@ -239,6 +240,11 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = text_col(nullable=True)
     next_attempt_at: datetime | None = time_col()
     succeeded_at: datetime | None = time_col()
+    # every attempt, oldest first: {attempt, at, response_status, duration_ms, error} (the last 50)
+    attempt_log: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
     created_at: datetime = created_at_col()
     updated_at: datetime = created_at_col()
 
