@@ -30,11 +30,13 @@ from activities.milestones import MilestoneActivities
 from activities.orders import OrderActivities
 from activities.outbox_relay import run_relay
 from activities.payouts import PayoutActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
 from activities.wallets import WalletActivities, ensure_platform_wallets
 from activities.webhook_deliveries import WebhookDeliveryActivities
 from activities.withdrawals import WithdrawalActivities
+from api.reconciliation import ensure_schedule as ensure_reconciliation_schedule
 from api.services import connect_temporal
 from api.starts import start_wallet_setup
 from models.tables import Wallet
@@ -46,6 +48,7 @@ from workflows.dispute import DisputeWorkflow
 from workflows.milestone import MilestoneWorkflow
 from workflows.order import OrderWorkflow
 from workflows.probe import ProbeWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.topup import TopUpWorkflow
 from workflows.wallet_setup import WalletSetupWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
@@ -68,6 +71,7 @@ WORKFLOWS: list[type] = [
     MilestoneWorkflow,
     DisputeWorkflow,
     WithdrawalWorkflow,
+    ReconciliationWorkflow,
     WebhookDeliveryWorkflow,
 ]
 
@@ -84,6 +88,7 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     milestones = MilestoneActivities(ctx)
     withdrawals = WithdrawalActivities(ctx)
     payouts = PayoutActivities(ctx)
+    reconciliation = ReconciliationActivities(ctx)
     webhook_deliveries = WebhookDeliveryActivities(ctx)
     return [
         disputes.open,
@@ -137,6 +142,13 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         payouts.payout_commit,
         payouts.payout_read,
         payouts.payout_cancel,
+        reconciliation.start,
+        reconciliation.finish,
+        reconciliation.ledger,
+        reconciliation.escrows,
+        reconciliation.wallets,
+        reconciliation.stuck_flows,
+        reconciliation.webhook_deliveries,
         webhook_deliveries.send,
         webhook_deliveries.record,
     ]
@@ -146,6 +158,7 @@ async def prepare(ctx: WorkerContext, client: Client) -> None:
     settings = ctx.settings
     if settings.stellar_network == "testnet":
         await ensure_platform_wallets(ctx)
+    await ensure_reconciliation_schedule(client, settings)
     if settings.payment_provider == "crypto":
         await client.start_workflow(
             "DepositMonitorWorkflow",

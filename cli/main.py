@@ -475,6 +475,40 @@ def maintenance_disable(
 
 
 @app.command()
+def reconcile(
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run and print its report.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run with --wait.")] = 600,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    master_key: MasterKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Trigger a reconciliation run (the one in progress, if any); with --wait, print its
+    checks and findings and exit 1 on findings or an error."""
+    import time
+
+    run = _call("POST", f"{api_url}/admin/reconciliation/run", master_key)
+    deadline = time.monotonic() + timeout
+    while wait and run["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            typer.echo(f"run {run['id']} still RUNNING after {timeout:g} s", err=True)
+            raise typer.Exit(1)
+        time.sleep(1.0)
+        run = _call("GET", f"{api_url}/admin/reconciliation/runs/{run['id']}", master_key)
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+    else:
+        typer.echo(f"run {run['id']}: {run['status']}" + (f" ({run['error']})" if run["error"] else ""))
+        for name, counts in run["checks"].items():
+            typer.echo(f"  {name:20} checked {counts['checked']:>6}  findings {counts['findings']}")
+        for finding in run["findings"]:
+            typer.echo(
+                f"  ! {finding['check']} {finding['resource_type']} {finding['resource_id']}: "
+                f"expected {json.dumps(finding['expected'])}, actual {json.dumps(finding['actual'])}"
+            )
+    raise typer.Exit(1 if run["status"] in ("FINDINGS", "ERROR") else 0)
+
+
+@app.command()
 def health(api_url: ApiUrl = DEFAULT_API_URL, as_json: AsJson = False) -> None:
     """`GET /health` as a table; exit 1 when degraded, 3 when unreachable."""
     import httpx

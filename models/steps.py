@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.orders_io import ChainDone, CreateOrder, EscrowCallInput, EscrowPlan, MilestoneStep, OrderOutcome, OrderStep
+from models.reconciliation_io import CheckResult, ReconciliationInput, RunOutcome, RunRef, RunReport
 from models.topups_io import PayinRef, PayinSnapshot, TopUpMove, TopUpOutcome, TopUpRecord
 from models.webhook_delivery import Attempt, AttemptRecord, AttemptResult, DeliveryOutcome
 from models.withdrawals_io import (
@@ -122,6 +123,15 @@ WITHDRAWAL_PAYOUT_CANCEL = Step("withdrawal_payout_cancel", PayoutRef, PayoutSta
 # outbound webhooks (activities/webhook_deliveries.py) --------------------------------------------
 WEBHOOK_SEND = Step("webhook_send", Attempt, AttemptResult)
 WEBHOOK_DELIVERY_RECORD = Step("webhook_delivery_record", AttemptRecord, DeliveryOutcome)
+
+# reconciliation (activities/reconciliation.py) -----------------------------------------------------
+RECONCILIATION_START = Step("reconciliation_start", ReconciliationInput, RunRef)
+RECONCILIATION_FINISH = Step("reconciliation_finish", RunReport, RunOutcome)
+RECONCILE_LEDGER = Step("reconcile_ledger_invariants", RunRef, CheckResult)
+RECONCILE_ESCROWS = Step("reconcile_escrows_on_chain", RunRef, CheckResult)
+RECONCILE_WALLETS = Step("reconcile_wallets_on_chain", RunRef, CheckResult)
+RECONCILE_STUCK_FLOWS = Step("reconcile_stuck_flows", RunRef, CheckResult)
+RECONCILE_WEBHOOK_DELIVERIES = Step("reconcile_webhook_deliveries", RunRef, CheckResult)
 
 ALL: tuple[Step[object, BaseModel | int], ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Step)

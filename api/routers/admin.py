@@ -1,18 +1,24 @@
-"""Maintenance mode (master key): `/admin/maintenance/{status,enable,disable}`."""
+"""Master-key administration: maintenance mode (`/admin/maintenance/{status,enable,disable}`)
+and reconciliation runs (`/admin/reconciliation/...`, operations.md §2)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlmodel import col
 
+from api import reconciliation
+from api.errors import ApiJSONResponse
 from api.maintenance import MaintenanceState, marketplace_row
+from api.pagination import CursorQuery, LimitQuery
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
+from api.schemas import field_error
 from api.services import Services
 from models.audit import audit_entry
+from models.reconciliation_io import RUN_STATUSES
 from models.tables import Marketplace
 from models.timefmt import utcnow
 
@@ -93,3 +99,49 @@ async def maintenance_disable(services: ServicesDep, context: ContextDep) -> dic
         "maintenance_enabled_by": None,
     }
     return await _apply(services, context, values, "MAINTENANCE_DISABLED")
+
+
+# reconciliation (operations.md §2) --------------------------------------------------------------
+
+
+@router.post(
+    "/admin/reconciliation/run",
+    operation_id="reconciliation-run",
+    summary="Trigger a reconciliation run now (the run in progress, if any)",
+    status_code=202,
+)
+@policy(Access.MASTER, retention=Retention.SHORT, maintenance_exempt=True)
+async def reconciliation_run(services: ServicesDep) -> ApiJSONResponse:
+    run = await reconciliation.trigger_run(services)
+    return ApiJSONResponse(
+        reconciliation.run_view(run),
+        status_code=202,
+        headers={"Location": f"/api/v1/admin/reconciliation/runs/{run.id}"},
+    )
+
+
+@router.get("/admin/reconciliation/runs", operation_id="reconciliation-runs-list", summary="Reconciliation runs")
+@policy(Access.MASTER)
+async def reconciliation_runs(
+    services: ServicesDep,
+    status: Annotated[str | None, Query()] = None,
+    limit: int = LimitQuery,
+    cursor: str | None = CursorQuery,
+) -> dict[str, Any]:
+    if status is not None and status not in RUN_STATUSES:
+        raise field_error("status", f"must be one of {', '.join(RUN_STATUSES)}")
+    async with services.sessions() as session:
+        rows, has_more = await reconciliation.list_runs(session, status=status, limit=limit, cursor=cursor)
+    return {
+        "data": [reconciliation.run_view(run) for run in rows],
+        "pagination": {"has_more": has_more, "next_cursor": str(rows[-1].id) if has_more else None},
+    }
+
+
+@router.get(
+    "/admin/reconciliation/runs/{run_id}", operation_id="reconciliation-runs-get", summary="One reconciliation run"
+)
+@policy(Access.MASTER)
+async def reconciliation_run_get(run_id: str, services: ServicesDep) -> dict[str, Any]:
+    async with services.sessions() as session:
+        return reconciliation.run_view(await reconciliation.load_run(session, run_id))
