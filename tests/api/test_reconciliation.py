@@ -11,6 +11,7 @@ on purpose repairs it before it ends, so later runs see nothing of it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -237,3 +238,15 @@ async def test_reconciliation_endpoints_take_the_master_key_only(
         assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "UNAUTHORIZED"
         keyed = await client.request(method, path, headers={"Authorization": f"Bearer {key['key']}"})
         assert keyed.status_code == 401 and keyed.json()["error"]["code"] == "INVALID_API_KEY"
+
+
+async def test_offerhub_reconcile_waits_and_prints_the_report(stack: Stack) -> None:
+    from tests.api.test_cli import offerhub
+
+    result = await asyncio.to_thread(offerhub, stack, "reconcile", "--wait", "--json", "--api-url", stack.api_url)
+    report = json.loads(result.stdout)
+    assert set(report["checks"]) == CHECKS and report["status"] in ("OK", "FINDINGS")
+    # exit 1 on findings (leftovers of other tests may be reported), 0 on a clean run
+    assert result.returncode == (0 if report["status"] == "OK" else 1), result.stderr
+    shown = await asyncio.to_thread(offerhub, stack, "reconcile", "--wait", "--api-url", stack.api_url)
+    assert "ledger_invariants" in shown.stdout and "checked" in shown.stdout
