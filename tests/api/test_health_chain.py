@@ -29,11 +29,11 @@ async def test_health_is_degraded_when_a_platform_wallet_is_not_on_the_chain(sta
 
             report = await assert_eventually(degraded, timeout=20, interval=0.5, message="never reported degraded")
         assert report is not None and report["status"] == "degraded"
-        assert report["checks"]["stellar_horizon"] == {
-            "status": "error",
-            "latency_ms": None,
-            "error": "platform wallets not on the chain: RESOLVER, TREASURY",
-        }
+        horizon = report["checks"]["stellar_horizon"]
+        assert (horizon["status"], horizon["latency_ms"]) == ("error", None)
+        # the airtm-mode worker of the session (when a test started it) adds its agent wallets
+        missing = horizon["error"].removeprefix("platform wallets not on the chain: ").split(", ")
+        assert {"RESOLVER", "TREASURY"} <= set(missing) <= {"RESOLVER", "TREASURY", "BUYER_AGENT", "SELLER_AGENT"}
         assert all(report["checks"][name]["status"] == "ok" for name in ("database", "redis", "temporal"))
     finally:
         for process in [p for p in stack.processes if p.name in names]:

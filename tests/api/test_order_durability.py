@@ -15,7 +15,7 @@ import pytest
 from tests.api.orders_support import contract_balance, funded_user, order_in
 from tests.api.test_idempotency import pg_dsn
 from tests.api.test_users import balance_of
-from tests.support import Stack, assert_books_balanced, assert_eventually
+from tests.support import Process, Stack, assert_books_balanced, assert_eventually
 
 
 @pytest.fixture
@@ -56,10 +56,23 @@ async def entries(stack: Stack, order_id: str) -> dict[str, int]:
     return {r["entry_type"]: r["n"] for r in rows}
 
 
-async def kill_and_restart_worker(stack: Stack) -> None:
-    worker = next(p for p in reversed(stack.processes) if p.name.startswith("worker") and p.process.poll() is None)
+def main_worker(stack: Stack) -> Process:
+    """The session's crypto worker on the main task queue (not the airtm one or another test's)."""
+    return next(
+        p
+        for p in reversed(stack.processes)
+        if (p.name == "worker" or p.name.removeprefix("worker-").isdigit()) and p.process.poll() is None
+    )
+
+
+def kill_worker(stack: Stack) -> None:
+    worker = main_worker(stack)
     os.killpg(worker.process.pid, signal.SIGKILL)
     worker.process.wait(10)
+
+
+async def kill_and_restart_worker(stack: Stack) -> None:
+    kill_worker(stack)
     stack.spawn(f"worker-{len(stack.processes)}", ["worker"])
 
 

@@ -21,7 +21,7 @@ from sandbox.webhooks import svix_signature, tw_signature
 from tests.api.orders_support import act, funded_order, funded_user, order_in
 from tests.api.test_envelope import assert_error
 from tests.api.test_idempotency import pg_dsn
-from tests.support import Stack, assert_eventually
+from tests.support import Stack, assert_books_balanced, assert_eventually
 
 TW_SECRET = DEFAULTS["SANDBOX_TW_WEBHOOK_SECRET"]
 AIRTM_SECRET = DEFAULTS["SANDBOX_AIRTM_WEBHOOK_SECRET"]
@@ -418,3 +418,12 @@ async def test_airtm_events_signal_the_top_up_or_withdrawal_they_name(
     finally:
         for handle in handles:
             await handle.terminate("test over")
+        # the rows were inserted without their ledger effects (a withdrawal without its hold):
+        # gone again, so the books of the session stay balanced
+        conn = await asyncpg.connect(pg_dsn(stack))
+        try:
+            await conn.execute("DELETE FROM withdrawals WHERE id = $1", wd_id)
+            await conn.execute("DELETE FROM topups WHERE id = $1", topup_id)
+        finally:
+            await conn.close()
+    await assert_books_balanced(stack)

@@ -4,13 +4,12 @@ credited exactly once."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
 import asyncpg
 import httpx
 
 from tests.api.test_idempotency import pg_dsn
+from tests.api.test_order_durability import kill_worker
 from tests.api.test_users import balance_of, faucet
 from tests.support import Stack, assert_books_balanced, assert_eventually, crypto_user
 
@@ -20,12 +19,10 @@ async def test_deposits_survive_a_killed_worker(
 ) -> None:
     user = await crypto_user(client, full_key)
     address = user["wallet"]["public_key"]
-    worker = next(p for p in reversed(stack.processes) if p.name.startswith("worker"))
     await faucet(stack, address, "10.00")
     await faucet(stack, address, "20.00")
     await asyncio.sleep(0.3)  # the monitor is sweeping or crediting now
-    os.killpg(worker.process.pid, signal.SIGKILL)
-    worker.process.wait(10)
+    kill_worker(stack)
     await faucet(stack, address, "30.00")  # lands while no worker runs
     stack.spawn(f"worker-{len(stack.processes)}", ["worker"])
 

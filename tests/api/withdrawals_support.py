@@ -3,8 +3,6 @@ their ledger entries, the end-of-test checks."""
 
 from __future__ import annotations
 
-import os
-import signal
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +12,7 @@ from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
 from tests.api.test_idempotency import pg_dsn
+from tests.api.test_order_durability import kill_worker
 from tests.support import Stack, assert_books_balanced
 
 
@@ -118,11 +117,5 @@ async def all_balanced(stack: Stack) -> None:
 
 def kill_crypto_worker(stack: Stack) -> None:
     """SIGKILL the session's crypto worker (not the airtm one) and start another in its place."""
-    worker = next(
-        p
-        for p in reversed(stack.processes)
-        if (p.name == "worker" or p.name.removeprefix("worker-").isdigit()) and p.process.poll() is None
-    )
-    os.killpg(worker.process.pid, signal.SIGKILL)
-    worker.process.wait(10)
+    kill_worker(stack)
     stack.spawn(f"worker-{len(stack.processes)}", ["worker"])
