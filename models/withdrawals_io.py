@@ -17,6 +17,14 @@ from models.states import WITHDRAWAL, WithdrawalStatus
 
 W = WithdrawalStatus
 IN_FLIGHT = frozenset({W.WITHDRAWAL_COMMITTED, W.WITHDRAWAL_PENDING, W.WITHDRAWAL_PENDING_USER_ACTION})
+# Airtm's recipient refusals (providers.md §4.1) as the `reason` of 422 AIRTM_USER_INVALID
+# (domain.md §8); the spec names them "recipient problems" only, so the order of the three
+# reasons follows the order of the codes (docs/decisions.md, "Withdrawals").
+AIRTM_RECIPIENT_REASONS: dict[str, str] = {
+    "415059": "USER_NOT_FOUND",
+    "415060": "USER_INACTIVE",
+    "415061": "USER_NOT_VERIFIED",
+}
 
 
 class WithdrawalInput(BaseModel):

@@ -16,6 +16,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from models.states import WITHDRAWAL, WithdrawalStatus
     from models.webhooks_io import AIRTM_PAYOUT_SIGNAL, ProviderEvent
     from models.withdrawals_io import (
+        AIRTM_RECIPIENT_REASONS,
         IN_FLIGHT,
         CreateWithdrawal,
         DestinationCheck,
@@ -38,12 +40,29 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalOutcome,
         WithdrawalStep,
     )
-    from workflows.common import business_cause, db_step, provider_step, refusal, require, set_status
+    from workflows.common import (
+        HEARTBEAT_TIMEOUT,
+        business_cause,
+        db_step,
+        provider_step,
+        refusal,
+        require,
+        set_status,
+    )
 
 W = WithdrawalStatus
 NEW = "NEW"  # before the `created` Update ran
 NOT_CREATED = "NOT_CREATED"  # the workflow's own end state when creation was refused (nothing recorded)
 WEBHOOK = Caller(actor_type="webhook", actor_id="airtm")
+# A read of the payout answers a caller (refresh) or only looks (Signal, poll): a few attempts,
+# then the caller hears of the outage and the record is unchanged (api.md §9.5); the next poll
+# reads again. Money movements (create, commit, cancel) retry forever.
+READ_RETRIES = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=3,
+    non_retryable_error_types=["ProviderRejected", "ProviderNotFound", "UnexpectedProviderData"],
+)
 
 
 @workflow.defn(name="WithdrawalWorkflow")
@@ -170,7 +189,8 @@ class WithdrawalWorkflow:
 
     async def _provider_call(self, caller: Caller, step: steps.Step[PayoutRef, PayoutState], message: str) -> None:
         """Run a payout step and record what it revealed; a refusal for good fails the withdrawal
-        and returns the hold (compensation), then answers 502 PROVIDER_ERROR."""
+        and returns the hold (compensation), then answers 502 PROVIDER_ERROR
+        (422 AIRTM_USER_INVALID when Airtm refused the recipient)."""
         provider = "stellar" if self.wd.rail == "crypto" else "airtm"
         try:
             state = await provider_step(step, PayoutRef(withdrawal_id=self.wd.id))
@@ -184,6 +204,16 @@ class WithdrawalWorkflow:
                 failure_reason=cause.message,
             )
         await self._apply(caller, state)
+        reason = AIRTM_RECIPIENT_REASONS.get(state.failure_code or "") if provider == "airtm" else None
+        if self.status == W.WITHDRAWAL_FAILED and reason is not None:
+            # the recipient's account cannot receive: the withdrawal failed, the hold is back
+            raise refusal(
+                OfferhubError(
+                    ErrorCode.AIRTM_USER_INVALID,
+                    "The linked Airtm account cannot receive the payout",
+                    {"reason": reason, "provider_code": state.failure_code, "withdrawal_id": self.wd.id},
+                )
+            )
         if self.status == W.WITHDRAWAL_FAILED:
             raise refusal(
                 OfferhubError(
@@ -208,8 +238,18 @@ class WithdrawalWorkflow:
     @workflow.update
     async def refresh(self, req: WithdrawalAction) -> WithdrawalOutcome:
         async with self.lock:
-            await self._read_payout(req.caller)
+            try:
+                await self._read_payout(req.caller)
+            except ActivityError as exc:  # Airtm unreachable: 502/504, the withdrawal unchanged
+                raise self._read_failure(business_cause(exc)) from None
             return self._outcome()
+
+    def _read_failure(self, cause: ApplicationError) -> ApplicationError:
+        if cause.type == "ProviderTimeout":
+            details: dict[str, object] = {"provider": "airtm", "timeout_ms": 30000, "withdrawal_id": self.wd.id}
+            return refusal(OfferhubError(ErrorCode.PROVIDER_TIMEOUT, "Airtm did not answer in time", details))
+        details = {"provider": "airtm", "provider_message": cause.message, "withdrawal_id": self.wd.id}
+        return refusal(OfferhubError(ErrorCode.PROVIDER_ERROR, "Airtm could not be read", details))
 
     @refresh.validator
     def _check_refresh(self, req: WithdrawalAction) -> None:
@@ -220,8 +260,22 @@ class WithdrawalWorkflow:
         A crypto payment is confirmed by its commit handler, which holds the lock meanwhile."""
         if self.wd.rail != "airtm" or self._finished():
             return
-        state = await provider_step(steps.WITHDRAWAL_PAYOUT_READ, PayoutRef(withdrawal_id=self.wd.id))
+        state: PayoutState = await workflow.execute_activity(
+            steps.WITHDRAWAL_PAYOUT_READ.name,
+            PayoutRef(withdrawal_id=self.wd.id),
+            result_type=steps.WITHDRAWAL_PAYOUT_READ.output,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=READ_RETRIES,
+        )
         await self._apply(caller, state)
+
+    async def _look(self, caller: Caller) -> None:
+        """A read nobody waits for (Signal, poll): an outage only delays it to the next poll."""
+        try:
+            await self._read_payout(caller)
+        except ActivityError as exc:
+            workflow.set_current_details(f"{self._summary()}; last read failed: {business_cause(exc).message}")
 
     @workflow.signal(name=AIRTM_PAYOUT_SIGNAL)
     def airtm_payout_event(self, event: ProviderEvent) -> None:
@@ -242,7 +296,7 @@ class WithdrawalWorkflow:
             signalled = self.news > self.read_news
             self.read_news = self.news
             if self.status in IN_FLIGHT:
-                await self._read_payout(WEBHOOK if signalled else self._system())
+                await self._look(WEBHOOK if signalled else self._system())
 
     # cancel and expiry ---------------------------------------------------------------------
 
@@ -274,7 +328,7 @@ class WithdrawalWorkflow:
             async with self.lock:
                 self.read_news = self.news
                 if self.status == W.WITHDRAWAL_CREATED:
-                    await self._read_payout(WEBHOOK)
+                    await self._look(WEBHOOK)
 
     async def _cancel(self, caller: Caller, reason: str | None, *, by: str) -> None:
         """Cancel the payout at Airtm first (if it moved on meanwhile, its state decides), then

@@ -5,6 +5,8 @@ callback that brings the user back from Airtm's checkout."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -43,6 +45,7 @@ log = logging.getLogger("offerhub.api.topups")
 router = APIRouter(route_class=GuardedRoute, tags=["topups"])
 topup_view = repo.view  # the representation (api.md §2.2), shared with other modules
 CALLBACK_WAIT_SECONDS = 3.0
+AIRTM_USER_CACHE_SECONDS = 300  # providers.md §4.2
 RETURNED = (TopupStatus.TOPUP_PROCESSING, TopupStatus.TOPUP_SUCCEEDED)  # the callback sends these to return_url
 
 
@@ -189,22 +192,50 @@ async def _validate(services: Services, context: RequestContext, topup_id: str, 
         )
         await _audit_refusal(services, context, topup_id, body.user_id, "TOPUP_CREATED", error)
         raise error
-    assert services.airtm is not None
-    try:
-        found = await services.airtm.user_by_email(user.airtm_email)
-    except ProviderError as exc:
-        raise provider_failure(exc) from None
-    reason = None
-    if found is None:
-        reason = "USER_NOT_FOUND"
-    elif str(found.get("status", "")).lower() != "active":
-        reason = "USER_INACTIVE"
-    elif not found.get("isVerified"):
-        reason = "USER_NOT_VERIFIED"
+    reason = await airtm_user_problem(services, user.airtm_email)
     if reason is not None:
         error = OfferhubError(ErrorCode.AIRTM_USER_INVALID, "The linked Airtm account cannot pay", {"reason": reason})
         await _audit_refusal(services, context, topup_id, body.user_id, "TOPUP_CREATED", error)
         raise error
+
+
+def _airtm_user_key(email: str) -> str:
+    return "offerhub:airtm:user:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+async def airtm_user_problem(services: Services, email: str) -> str | None:
+    """Why the Airtm account behind `email` cannot pay or be paid (`USER_NOT_FOUND`,
+    `USER_INACTIVE`, `USER_NOT_VERIFIED`), or None. The lookup's result is cached in Redis for
+    5 minutes under the SHA-256 of the lower-cased e-mail (providers.md §4.2): only `id`,
+    `status` and `isVerified` are kept. Without Redis the lookup goes to Airtm every time;
+    an Airtm failure is 502/504."""
+    key = _airtm_user_key(email)
+    found: dict[str, Any] | None
+    try:
+        raw = await services.redis.get(key)
+    except Exception as exc:
+        log.warning("airtm user cache skipped: redis unavailable (%s)", type(exc).__name__)
+        raw = None
+    if raw is not None:
+        found = json.loads(raw).get("user")
+    else:
+        assert services.airtm is not None
+        try:
+            user = await services.airtm.user_by_email(email)
+        except ProviderError as exc:
+            raise provider_failure(exc) from None
+        found = None if user is None else {k: user.get(k) for k in ("id", "status", "isVerified")}
+        try:
+            await services.redis.set(key, json.dumps({"user": found}), ex=AIRTM_USER_CACHE_SECONDS)
+        except Exception as exc:
+            log.warning("airtm user not cached: redis unavailable (%s)", type(exc).__name__)
+    if found is None:
+        return "USER_NOT_FOUND"
+    if str(found.get("status", "")).lower() != "active":
+        return "USER_INACTIVE"
+    if not found.get("isVerified"):
+        return "USER_NOT_VERIFIED"
+    return None
 
 
 def _acceptable_url(value: str, *, allow_http: bool) -> bool:

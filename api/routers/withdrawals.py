@@ -19,6 +19,7 @@ from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
 from api.repositories import users as users_repo
 from api.repositories import withdrawals as repo
+from api.routers.topups import airtm_user_problem
 from api.schemas import Metadata, field_error, time_range
 from api.services import Services
 from api.workflow_calls import WorkflowGone, caller_of, failure, run_update, update_id
@@ -68,8 +69,8 @@ def _destination_invalid(reason: str) -> OfferhubError:
 
 
 async def _validate(services: Services, body: WithdrawalCreate) -> None:
-    """Every rule the API can check from PostgreSQL; the destination account on Stellar is
-    checked by the workflow's first step (the API never calls a provider)."""
+    """Every rule the API can check from PostgreSQL and the Airtm user lookup (cached); the
+    destination account on Stellar is checked by the workflow's first step."""
     settings = services.settings
     mode = settings.payment_provider
     if RAIL_OF[body.destination_type] != mode:
@@ -110,9 +111,17 @@ async def _validate(services: Services, body: WithdrawalCreate) -> None:
             raise _destination_invalid("memo_not_allowed")
         if not 1 <= len(body.destination_ref) <= 128:
             raise _destination_invalid("invalid_reference")
-        if record.user.airtm_user_id is None:
+        if record.user.airtm_user_id is None or record.user.airtm_email is None:
             raise OfferhubError(
                 ErrorCode.AIRTM_USER_NOT_LINKED, "The user is not linked to Airtm", {"user_id": body.user_id}
+            )
+        # eligible (providers.md §3 user_readiness): the one provider read of the API, cached 5 min
+        reason = await airtm_user_problem(services, record.user.airtm_email)
+        if reason is not None:
+            raise OfferhubError(
+                ErrorCode.AIRTM_USER_INVALID,
+                "The linked Airtm account cannot receive a payout",
+                {"reason": reason, "user_id": body.user_id},
             )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from cli.stack import free_port
 from models.errors import ErrorCode, OfferhubError
 from models.states import TOPUP, TopupStatus
 from models.webhooks_io import AIRTM_PAYIN_SIGNAL, ProviderEvent
@@ -642,4 +644,96 @@ async def test_an_airtm_outage_delays_the_payin_and_a_read_outage_is_a_502(
     await confirm(control, topup, user["email"])
     assert (await refresh(airtm_client, full_key, topup["id"]))["status"] == T.TOPUP_SUCCEEDED
     assert len(await deposits_of(stack, topup["id"])) == 1
+    await books_and_sandbox_ok(stack, control)
+
+
+# the cached user lookup, Redis lost, slow creation ---------------------------------------------------
+
+
+async def user_lookups(control: httpx.AsyncClient, email: str) -> int:
+    """How many times the sandbox was asked for the Airtm user `email`."""
+    logged = (await control.get("/requests", params={"target": "airtm", "limit": 1000})).json()
+    return sum(1 for r in logged if r["method"] == "GET" and unquote(r["path"]).endswith("/users/" + email))
+
+
+def airtm_api(stack: Stack, name: str, overrides: dict[str, str]) -> Iterator[str]:
+    """Another airtm-mode API beside `Stack.start_airtm`, on its task queue (its worker runs the flows)."""
+    url = stack.spawn_api(
+        name, {"PAYMENT_PROVIDER": "airtm", "TEMPORAL_TASK_QUEUE": "offerhub-test-airtm", **overrides}
+    )
+    process = stack.processes[-1]
+    yield url
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def redisless_url(stack: Stack, airtm: AirtmStack) -> Iterator[str]:
+    """An airtm-mode API whose Redis is gone (nothing listens on its port)."""
+    yield from airtm_api(stack, "api-airtm-redisless", {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+
+
+@pytest.fixture(scope="module")
+def hasty_url(stack: Stack, airtm: AirtmStack) -> Iterator[str]:
+    """An airtm-mode API that waits 1 ms for an Update: every accepted create answers 202."""
+    yield from airtm_api(stack, "api-airtm-hasty", {"API_UPDATE_WAIT_SECONDS": "0.001"})
+
+
+async def test_the_airtm_user_lookup_is_cached_five_minutes(
+    airtm_client: httpx.AsyncClient, control: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """providers.md §4.2: one lookup serves the next top-ups; an account deactivated meanwhile is
+    seen as the cache says until the entry expires."""
+    user = await linked_user(airtm_client, control, full_key)
+    before = await user_lookups(control, user["email"])
+    await create_topup(airtm_client, full_key, user["id"], "2.00")
+    assert await user_lookups(control, user["email"]) == before + 1
+    assert (await control.post("/airtm/users", json={"email": user["email"], "status": "inactive"})).status_code == 200
+    await create_topup(airtm_client, full_key, user["id"], "3.00")
+    assert await user_lookups(control, user["email"]) == before + 1
+    await books_and_sandbox_ok(stack, control)
+
+
+async def test_losing_redis_fails_no_topup_and_no_withdrawal_check(
+    redisless_url: str, airtm_client: httpx.AsyncClient, control: httpx.AsyncClient, full_key: dict[str, str]
+) -> None:
+    """Without Redis every lookup goes to Airtm, and the request is served."""
+    user = await linked_user(airtm_client, control, full_key)
+    async with httpx.AsyncClient(base_url=redisless_url, timeout=30) as redisless:
+        before = await user_lookups(control, user["email"])
+        for amount in ("2.00", "3.00"):
+            await create_topup(redisless, full_key, user["id"], amount)
+        assert await user_lookups(control, user["email"]) == before + 2
+        # a withdrawal's eligibility check reads the account the same way (refused for funds, not Redis)
+        body = {"user_id": user["id"], "amount": "10.00", "destination_type": "bank", "destination_ref": "ref-1"}
+        refused = await redisless.post("/withdrawals", json=body, headers=full_key)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "INSUFFICIENT_FUNDS", refused.text
+        assert await user_lookups(control, user["email"]) == before + 3
+
+
+async def test_a_slow_topup_creation_answers_202_and_finishes_by_itself(
+    hasty_url: str, airtm_client: httpx.AsyncClient, control: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    user = await linked_user(airtm_client, control, full_key)
+    headers = {**full_key, "Idempotency-Key": secrets.token_hex(16)}
+    body = {"user_id": user["id"], "amount": "6.00", "return_url": RETURN_URL, "cancel_url": CANCEL_URL}
+    async with httpx.AsyncClient(base_url=hasty_url, timeout=30) as hasty:
+        first = await hasty.post("/topups", json=body, headers=headers)
+        assert first.status_code == 202, first.text
+        topup_id = first.json()["id"]
+        assert first.headers["location"] == f"/api/v1/topups/{topup_id}"
+        assert first.json()["status"] in (T.TOPUP_CREATED, T.TOPUP_AWAITING_USER_CONFIRMATION)
+        assert (first.json()["user_id"], first.json()["amount"]) == (user["id"], "6.00")
+
+        async def awaiting() -> dict[str, Any] | None:
+            topup: dict[str, Any] = (await airtm_client.get(f"/topups/{topup_id}", headers=full_key)).json()
+            return topup if topup["status"] == T.TOPUP_AWAITING_USER_CONFIRMATION else None
+
+        done = await assert_eventually(awaiting, timeout=20, message="the pay-in was never created")
+        assert done is not None and done["confirmation_uri"] and done["airtm_payin_id"]
+        replay = await hasty.post("/topups", json=body, headers=headers)
+        assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true", replay.text
+        assert replay.json()["id"] == topup_id and replay.headers["location"] == first.headers["location"]
+    assert len((await control.get("/airtm/payins", params={"code": topup_id})).json()) == 1
+    await confirm(control, done, user["email"])
+    assert (await refresh(airtm_client, full_key, topup_id))["status"] == T.TOPUP_SUCCEEDED
     await books_and_sandbox_ok(stack, control)

@@ -3,21 +3,31 @@ completion by webhook, refresh or poll; a failed payout returns the hold."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
+from activities.context import WorkerContext
+from activities.payouts import PayoutActivities
+from api.services import connect_temporal
 from models.webhooks_io import AIRTM_PAYOUT_SIGNAL, ProviderEvent
+from providers.airtm.client import AirtmClient
 from tests.api.orders_support import funded_user
 from tests.api.test_envelope import assert_error
 from tests.api.test_users import balance_of
 from tests.api.withdrawals_support import act, all_balanced, control, entries, event_types, get, withdraw
-from tests.support import Stack, assert_eventually
+from tests.support import Stack, assert_eventually, stack_settings
+from worker import WORKFLOW_RUNNER, WORKFLOWS, activities_for
+
+REFUSING_QUEUE = "offerhub-test-airtm-refusing"
 
 
 async def linked_user(
@@ -31,7 +41,7 @@ async def linked_user(
         assert made.status_code in (200, 201), made.text
     linked = await airtm_client.post(f"/users/{user['id']}/airtm/link", json={"email": email}, headers=headers)
     assert linked.status_code == 200, linked.text
-    return user
+    return {**user, "airtm_email": email}
 
 
 @pytest.fixture
@@ -200,3 +210,173 @@ async def test_airtm_mode_refuses_crypto_destinations_and_unlinked_users(
     memo = await airtm_client.post("/withdrawals", json={**base, "memo": "x"}, headers=full_key)
     assert assert_error(memo, 422, "WITHDRAWAL_DESTINATION_INVALID")["details"] == {"reason": "memo_not_allowed"}
     await all_balanced(stack)
+
+
+# recipient refusals, outages, the cached user lookup ------------------------------------------------
+
+
+async def set_airtm_user(stack: Stack, email: str, **fields: Any) -> None:
+    async with control(stack) as sandbox:
+        changed = await sandbox.post("/airtm/users", json={"email": email, **fields})
+        assert changed.status_code in (200, 201), changed.text
+
+
+async def user_lookups(stack: Stack, email: str) -> int:
+    """How many times the sandbox was asked for the Airtm user `email`."""
+    async with control(stack) as sandbox:
+        logged = (await sandbox.get("/requests", params={"target": "airtm", "limit": 1000})).json()
+    return sum(1 for r in logged if r["method"] == "GET" and unquote(r["path"]).endswith("/users/" + email))
+
+
+async def test_an_ineligible_airtm_account_is_refused_before_anything_is_created(
+    client: httpx.AsyncClient, airtm_client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """The API's eligibility check (the lookup, cached 5 min) refuses an inactive or unverified
+    recipient with 422 AIRTM_USER_INVALID: no withdrawal, no hold, no payout at Airtm."""
+    for fields, reason in (({"status": "inactive"}, "USER_INACTIVE"), ({"is_verified": False}, "USER_NOT_VERIFIED")):
+        user = await linked_user(client, airtm_client, stack, full_key, "15.00")
+        await set_airtm_user(stack, user["airtm_email"], **fields)
+        body = {"user_id": user["id"], "amount": "10.00", "destination_type": "bank", "destination_ref": "ref-9"}
+        refused = await airtm_client.post("/withdrawals", json=body, headers=full_key)
+        assert assert_error(refused, 422, "AIRTM_USER_INVALID")["details"] == {"reason": reason, "user_id": user["id"]}
+        listed = (await airtm_client.get("/withdrawals", params={"user_id": user["id"]}, headers=full_key)).json()
+        assert listed["data"] == []
+        balance = await balance_of(client, full_key, user["id"])
+        assert (balance["available"], balance["reserved"]) == ("15.00", "0.00")
+    await all_balanced(stack)
+
+
+class RefusingRecipient(httpx.AsyncBaseTransport):
+    """Airtm as it answers a payout to an account that cannot receive (providers.md §4.1:
+    415059-415061); every other request goes to the sandbox. The sandbox itself creates such
+    payouts and holds them PENDING after commit (providers.md §5.7), so the refusal is staged."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/payouts"):
+            body = {"code": self.code, "message": "The recipient cannot receive payouts", "data": {}}
+            return httpx.Response(422, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture(scope="module")
+def refusing_api(stack: Stack, airtm: Any) -> str:
+    """An airtm-mode API on a task queue served by the in-process worker below."""
+    return stack.spawn_api("api-airtm-refusing", {"PAYMENT_PROVIDER": "airtm", "TEMPORAL_TASK_QUEUE": REFUSING_QUEUE})
+
+
+@pytest.fixture
+async def refusing_worker(stack: Stack) -> AsyncIterator[None]:
+    settings = stack_settings(stack).model_copy(
+        update={"payment_provider": "airtm", "temporal_task_queue": REFUSING_QUEUE}
+    )
+    temporal = await connect_temporal(settings)
+    ctx = WorkerContext.build(settings, temporal)
+    activities = activities_for(ctx)
+    for activity in activities:
+        owner = getattr(activity, "__self__", None)
+        if isinstance(owner, PayoutActivities):
+            assert settings.airtm_api_key is not None and settings.airtm_api_secret is not None
+            owner._airtm = AirtmClient(
+                settings.airtm_url,
+                settings.airtm_api_key.get_secret_value(),
+                settings.airtm_api_secret.get_secret_value(),
+                rate_per_second=1000,
+                transport=RefusingRecipient("415060"),
+            )
+    worker = Worker(
+        temporal,
+        task_queue=REFUSING_QUEUE,
+        workflows=WORKFLOWS,
+        activities=activities,
+        workflow_runner=WORKFLOW_RUNNER,
+    )
+    try:
+        async with worker:
+            yield
+    finally:
+        await ctx.close()
+
+
+async def test_airtm_refusing_the_recipient_fails_the_withdrawal_with_422_and_returns_the_hold(
+    client: httpx.AsyncClient,
+    airtm_client: httpx.AsyncClient,
+    stack: Stack,
+    full_key: dict[str, str],
+    refusing_api: str,
+    refusing_worker: None,
+) -> None:
+    """A payout Airtm refuses for its recipient (415060) answers 422 AIRTM_USER_INVALID, not 502:
+    the withdrawal is WITHDRAWAL_FAILED with Airtm's code and its hold is returned (domain.md
+    §4.7, CREATED -> FAILED when Airtm refused to create the payout)."""
+    user = await linked_user(client, airtm_client, stack, full_key, "25.00")
+    body = {"user_id": user["id"], "amount": "25.00", "destination_type": "bank", "destination_ref": "ref-7"}
+    async with httpx.AsyncClient(base_url=refusing_api, timeout=60) as refusing:
+        refused = await refusing.post("/withdrawals", json=body, headers=full_key)
+    details = assert_error(refused, 422, "AIRTM_USER_INVALID")["details"]
+    assert details["reason"] == "USER_INACTIVE" and details["provider_code"] == "415060"
+    wd = await get(airtm_client, full_key, details["withdrawal_id"])
+    assert wd["status"] == "WITHDRAWAL_FAILED" and wd["failure_code"] == "415060", wd
+    balance = await balance_of(client, full_key, user["id"])
+    assert (balance["available"], balance["reserved"]) == ("25.00", "0.00")
+    assert await entries(stack, wd["id"]) == {"WITHDRAWAL_HOLD": 1, "WITHDRAWAL_HOLD_RELEASE": 1}
+    assert (await event_types(stack, wd["id"]))[-2:] == ["withdrawal.failed", "balance.released"]
+    await all_balanced(stack)
+
+
+async def test_a_refresh_while_airtm_is_down_is_502_and_changes_nothing(
+    client: httpx.AsyncClient,
+    airtm_client: httpx.AsyncClient,
+    stack: Stack,
+    full_key: dict[str, str],
+    manual_payouts: None,
+) -> None:
+    user = await linked_user(client, airtm_client, stack, full_key, "12.00")
+    wd = await withdraw(
+        airtm_client,
+        full_key,
+        user_id=user["id"],
+        amount="12.00",
+        destination_type="bank",
+        destination_ref="ref-5",
+        commit=True,
+    )
+    assert wd["status"] == "WITHDRAWAL_PENDING", wd
+    async with control(stack) as sandbox:
+        await sandbox.post(f"/airtm/payouts/{wd['id']}/complete")
+        down = {"rules": [{"id": "payout-read-503", "target": "airtm", "method": "GET", "path": "/payouts/*",
+                           "action": "error", "status": 503}]}  # fmt: skip
+        assert (await sandbox.put("/faults", json=down)).status_code == 200
+        try:
+            refused = await airtm_client.post(f"/withdrawals/{wd['id']}/refresh", headers=full_key)
+        finally:
+            await sandbox.delete("/faults")
+    assert assert_error(refused, 502, "PROVIDER_ERROR")["details"]["withdrawal_id"] == wd["id"]
+    unchanged = await get(airtm_client, full_key, wd["id"])
+    assert unchanged["status"] == "WITHDRAWAL_PENDING" and unchanged["updated_at"] == wd["updated_at"]
+    assert await entries(stack, wd["id"]) == {"WITHDRAWAL_HOLD": 1}
+    # Airtm back: the next refresh applies what the payout became
+    assert (await act(airtm_client, full_key, wd["id"], "refresh"))["status"] == "WITHDRAWAL_COMPLETED"
+    assert await entries(stack, wd["id"]) == {"WITHDRAWAL_HOLD": 1, "WITHDRAWAL_PAYOUT": 1}
+    await all_balanced(stack)
+
+
+async def test_the_airtm_user_lookup_is_cached_for_withdrawals(
+    client: httpx.AsyncClient, airtm_client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """One lookup serves the next 5 minutes (providers.md §4.2): a second withdrawal does not ask
+    Airtm, and an account deactivated meanwhile is still seen as the cache says."""
+    user = await linked_user(client, airtm_client, stack, full_key, "20.00")
+    body = {"user_id": user["id"], "amount": "10.00", "destination_type": "bank", "destination_ref": "ref-3"}
+    before = await user_lookups(stack, user["airtm_email"])
+    await withdraw(airtm_client, full_key, **body)
+    assert await user_lookups(stack, user["airtm_email"]) == before + 1
+    await set_airtm_user(stack, user["airtm_email"], status="inactive")
+    await withdraw(airtm_client, full_key, **body)
+    assert await user_lookups(stack, user["airtm_email"]) == before + 1
