@@ -10,7 +10,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import StrKey
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api import ratelimit
@@ -170,8 +175,10 @@ async def create_withdrawal(body: WithdrawalCreate, services: ServicesDep, conte
         )
         await asyncio.wait_for(running.result(), timeout=settings.api_update_wait_seconds)
         finished = True
-    except TimeoutError:
-        finished = False  # continues durably; the client follows by GET, events or webhooks
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # the wait ran out (the SDK reports its poll cut short as the RPC error): the Update was
+        # accepted and continues durably; the client follows by GET, events or webhooks
+        finished = False
     except WorkflowUpdateFailedError as exc:
         raise failure(exc, context.request_id) from None
     location = {"Location": f"/api/v1/withdrawals/{withdrawal_id}"}
