@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.api.orders_support import act, funded_order
+from tests.api.orders_support import act, funded_order, funded_user
 from tests.api.test_disputes import disputed_order
+from tests.api.withdrawals_support import external_account
 from tests.support import Stack, assert_eventually
 from worker import WORKFLOWS
 
@@ -32,8 +34,11 @@ COMPLETED = "ExecutionStatus = 'Completed'"
 MAX_HISTORIES = 300  # bounds the test when it runs after the whole suite
 
 
-async def drive_scenarios(client: httpx.AsyncClient, stack: Stack, headers: dict[str, str]) -> dict[str, str]:
-    """A released order, a two-milestone order, a split dispute: scenario -> workflow ID."""
+async def drive_scenarios(
+    client: httpx.AsyncClient, stack: Stack, headers: dict[str, str], airtm_client: httpx.AsyncClient
+) -> dict[str, str]:
+    """A released order, a two-milestone order, a split dispute, a crypto withdrawal paid out,
+    an Airtm top-up credited: scenario -> workflow ID."""
     buyer, _, single = await funded_order(client, stack, headers, "12.00", ESCROW_STEPS)
     await act(client, headers, single["id"], "resolution/release", {"reason": "delivered"})
     _, _, staged = await funded_order(
@@ -57,6 +62,8 @@ async def drive_scenarios(client: httpx.AsyncClient, stack: Stack, headers: dict
     ):
         decided = await client.post(f"/disputes/{dispute['id']}/{action}", json=body, headers=headers)
         assert decided.status_code == 200, decided.text
+    withdrawal = await paid_withdrawal(client, stack, headers)
+    airtm_topup = await credited_airtm_topup(airtm_client, stack, headers)
     milestones = (await client.get(f"/orders/{staged['id']}/milestones", headers=headers)).json()["data"]
     topups = (await client.get("/topups", params={"user_id": buyer["id"]}, headers=headers)).json()["data"]
     return {
@@ -67,13 +74,49 @@ async def drive_scenarios(client: httpx.AsyncClient, stack: Stack, headers: dict
         "dispute-split": dispute["id"],
         "wallet-setup": buyer["wallet"]["id"],
         "topup-crypto": topups[0]["id"],
+        "withdrawal-crypto": withdrawal,
+        "topup-airtm": airtm_topup,
     }
 
 
+async def paid_withdrawal(client: httpx.AsyncClient, stack: Stack, headers: dict[str, str]) -> str:
+    """A crypto withdrawal committed at creation and completed on chain."""
+    user = await funded_user(client, stack, headers, "15.00")
+    destination = await external_account(stack)
+    body = {"user_id": user["id"], "amount": "10.00", "destination_type": "crypto", "destination_ref": destination}
+    created = await client.post("/withdrawals", json=body, headers=headers)
+    assert created.status_code == 201 and created.json()["status"] == "WITHDRAWAL_COMPLETED", created.text
+    withdrawal_id: str = created.json()["id"]
+    return withdrawal_id
+
+
+async def credited_airtm_topup(airtm_client: httpx.AsyncClient, stack: Stack, headers: dict[str, str]) -> str:
+    """An Airtm top-up: created with its pay-in, confirmed at the sandbox, credited by refresh."""
+    email = f"replay-{secrets.token_hex(5)}@example.com"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.sandbox_port}/_sandbox", timeout=30) as sandbox:
+        made = await sandbox.post("/airtm/users", json={"email": email, "balance": "100.00"})
+        assert made.status_code == 201, made.text
+        user = await airtm_client.post(
+            "/users", json={"external_user_id": f"ext-{secrets.token_hex(6)}"}, headers=headers
+        )
+        assert user.status_code == 201, user.text
+        user_id = user.json()["id"]
+        linked = await airtm_client.post(f"/users/{user_id}/airtm/link", json={"email": email}, headers=headers)
+        assert linked.status_code == 200, linked.text
+        created = await airtm_client.post("/topups", json={"user_id": user_id, "amount": "8.00"}, headers=headers)
+        assert created.status_code == 201, created.text
+        topup_id: str = created.json()["id"]
+        confirmed = await sandbox.post(f"/airtm/payins/{topup_id}/confirm", json={"email": email})
+        assert confirmed.status_code == 200, confirmed.text
+    refreshed = await airtm_client.post(f"/topups/{topup_id}/refresh", headers=headers)
+    assert refreshed.status_code == 200 and refreshed.json()["status"] == "TOPUP_SUCCEEDED", refreshed.text
+    return topup_id
+
+
 async def test_this_sessions_histories_replay_in_the_default_sandbox(
-    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+    client: httpx.AsyncClient, airtm_client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
-    scenarios = await drive_scenarios(client, stack, full_key)
+    scenarios = await drive_scenarios(client, stack, full_key, airtm_client)
     temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
     statuses: dict[str, Any] = {}
 
@@ -98,7 +141,14 @@ async def test_this_sessions_histories_replay_in_the_default_sandbox(
 async def test_recorded_histories_replay_against_the_current_code() -> None:
     files = sorted(HISTORIES.glob("*.json"))
     recorded = [json.loads(path.read_text()) for path in files]
-    assert {"OrderWorkflow", "MilestoneWorkflow", "DisputeWorkflow"} <= {r["workflow_type"] for r in recorded}
+    assert {
+        "OrderWorkflow",
+        "MilestoneWorkflow",
+        "DisputeWorkflow",
+        "TopUpWorkflow",
+        "WithdrawalWorkflow",
+        "WalletSetupWorkflow",
+    } <= {r["workflow_type"] for r in recorded}
 
     async def histories() -> Any:
         for entry in recorded:
