@@ -50,9 +50,11 @@ def fast_airtm(stack: Stack, airtm: AirtmStack) -> Iterator[str]:
     }
     worker = stack.spawn("worker-airtm-fast", ["worker"], env={**stack.env, **overrides})
     api_url = stack.spawn_api("api-airtm-fast", overrides)
+    api = stack.processes[-1]
     yield api_url
-    for process in reversed(stack.processes[-2:]):
+    for process in (api, worker):
         process.stop()
+        stack.processes.remove(process)
     assert worker.process.poll() is not None
 
 
@@ -664,6 +666,7 @@ def airtm_api(stack: Stack, name: str, overrides: dict[str, str]) -> Iterator[st
     process = stack.processes[-1]
     yield url
     process.stop()
+    stack.processes.remove(process)
 
 
 @pytest.fixture(scope="module")

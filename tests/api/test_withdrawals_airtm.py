@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -266,9 +266,13 @@ class RefusingRecipient(httpx.AsyncBaseTransport):
 
 
 @pytest.fixture(scope="module")
-def refusing_api(stack: Stack, airtm: Any) -> str:
+def refusing_api(stack: Stack, airtm: Any) -> Iterator[str]:
     """An airtm-mode API on a task queue served by the in-process worker below."""
-    return stack.spawn_api("api-airtm-refusing", {"PAYMENT_PROVIDER": "airtm", "TEMPORAL_TASK_QUEUE": REFUSING_QUEUE})
+    url = stack.spawn_api("api-airtm-refusing", {"PAYMENT_PROVIDER": "airtm", "TEMPORAL_TASK_QUEUE": REFUSING_QUEUE})
+    process = stack.processes[-1]
+    yield url
+    process.stop()
+    stack.processes.remove(process)
 
 
 @pytest.fixture

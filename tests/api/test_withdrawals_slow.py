@@ -26,6 +26,7 @@ def hasty_url(stack: Stack) -> Iterator[str]:
     process = stack.processes[-1]
     yield url
     process.stop()
+    stack.processes.remove(process)
 
 
 @pytest.fixture
