@@ -31,12 +31,14 @@ from activities.orders import OrderActivities
 from activities.outbox_relay import run_relay
 from activities.payouts import PayoutActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.retention import RetentionActivities
 from activities.system import SystemActivities
 from activities.topups import TopupActivities
 from activities.wallets import WalletActivities, ensure_platform_wallets
 from activities.webhook_deliveries import WebhookDeliveryActivities
 from activities.withdrawals import WithdrawalActivities
 from api.reconciliation import ensure_schedule as ensure_reconciliation_schedule
+from api.retention import ensure_retention_schedule
 from api.services import connect_temporal
 from api.starts import start_wallet_setup
 from models.tables import Wallet
@@ -49,6 +51,7 @@ from workflows.milestone import MilestoneWorkflow
 from workflows.order import OrderWorkflow
 from workflows.probe import ProbeWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.topup import TopUpWorkflow
 from workflows.wallet_setup import WalletSetupWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
@@ -72,6 +75,7 @@ WORKFLOWS: list[type] = [
     DisputeWorkflow,
     WithdrawalWorkflow,
     ReconciliationWorkflow,
+    RetentionWorkflow,
     WebhookDeliveryWorkflow,
 ]
 
@@ -89,6 +93,7 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
     withdrawals = WithdrawalActivities(ctx)
     payouts = PayoutActivities(ctx)
     reconciliation = ReconciliationActivities(ctx)
+    retention = RetentionActivities(ctx)
     webhook_deliveries = WebhookDeliveryActivities(ctx)
     return [
         disputes.open,
@@ -143,6 +148,7 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         payouts.payout_read,
         payouts.payout_cancel,
         reconciliation.start,
+        retention.purge,
         reconciliation.finish,
         reconciliation.ledger,
         reconciliation.escrows,
@@ -159,6 +165,7 @@ async def prepare(ctx: WorkerContext, client: Client) -> None:
     if settings.stellar_network == "testnet":
         await ensure_platform_wallets(ctx)
     await ensure_reconciliation_schedule(client, settings)
+    await ensure_retention_schedule(client, settings)
     if settings.payment_provider == "crypto":
         await client.start_workflow(
             "DepositMonitorWorkflow",

@@ -61,15 +61,19 @@ def schedule(settings: Settings) -> Schedule:
 
 async def ensure_schedule(client: Client, settings: Settings) -> None:
     """Create the Schedule, or bring an existing one to these settings (interval, task queue)."""
-    wanted = schedule(settings)
+    await upsert_schedule(client, SCHEDULE_ID, schedule(settings))
+
+
+async def upsert_schedule(client: Client, schedule_id: str, wanted: Schedule) -> None:
+    """Create a Schedule, or bring the existing one to `wanted` (every worker start does this)."""
     try:
-        await client.create_schedule(SCHEDULE_ID, wanted)
+        await client.create_schedule(schedule_id, wanted)
     except ScheduleAlreadyRunningError:
 
         def updated(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=wanted)
 
-        await client.get_schedule_handle(SCHEDULE_ID).update(updated)
+        await client.get_schedule_handle(schedule_id).update(updated)
 
 
 def run_view(run: ReconciliationRun) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
 from models.orders_io import ChainDone, CreateOrder, EscrowCallInput, EscrowPlan, MilestoneStep, OrderOutcome, OrderStep
 from models.reconciliation_io import CheckResult, ReconciliationInput, RunOutcome, RunRef, RunReport
+from models.retention_io import PurgeReport, RetentionInput
 from models.topups_io import PayinRef, PayinSnapshot, TopUpMove, TopUpOutcome, TopUpRecord
 from models.webhook_delivery import Attempt, AttemptRecord, AttemptResult, DeliveryOutcome
 from models.withdrawals_io import (
@@ -132,6 +133,9 @@ RECONCILE_ESCROWS = Step("reconcile_escrows_on_chain", RunRef, CheckResult)
 RECONCILE_WALLETS = Step("reconcile_wallets_on_chain", RunRef, CheckResult)
 RECONCILE_STUCK_FLOWS = Step("reconcile_stuck_flows", RunRef, CheckResult)
 RECONCILE_WEBHOOK_DELIVERIES = Step("reconcile_webhook_deliveries", RunRef, CheckResult)
+
+# retention (activities/retention.py) ------------------------------------------------------------
+RETENTION_PURGE = Step("retention_purge", RetentionInput, PurgeReport)
 
 ALL: tuple[Step[object, BaseModel | int], ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Step)

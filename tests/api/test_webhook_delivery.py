@@ -178,8 +178,12 @@ async def test_deleted_endpoint_receives_nothing_more(
         user_id = await new_user(client, full_key)
         event = await user_created_event(client, full_key, user_id)
 
+        delivery_id = f"whd_{event['id']}_{endpoint['id']}"
+
         async def tried() -> bool:
-            return len(requests_for(box, event["id"])) >= 1
+            # received and recorded: an attempt cut short by the deletion itself is not recorded
+            row = await delivery_row(stack, delivery_id)
+            return len(requests_for(box, event["id"])) >= 1 and row is not None and row.attempts >= 1
 
         await assert_eventually(tried, timeout=15, message="no first attempt")
         deleted = await client.delete(f"/webhook-endpoints/{endpoint['id']}", headers=full_key)
@@ -187,7 +191,6 @@ async def test_deleted_endpoint_receives_nothing_more(
         seen = len(box.requests)
         await asyncio.sleep(4)  # longer than the session's retry delays (0.5, 1, 1, 2 s)
         assert len(box.requests) == seen
-    delivery_id = f"whd_{event['id']}_{endpoint['id']}"
 
     async def canceled() -> Any:
         row = await delivery_row(stack, delivery_id)
