@@ -30,11 +30,14 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(wallets_app, name="wallets")
 app.add_typer(disputes_app, name="disputes")
+history_app = typer.Typer(help="Workflow histories (direct Temporal).", no_args_is_help=True)
+app.add_typer(history_app, name="history")
 
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="OFFERHUB_API_URL")]
 MasterKey = Annotated[str | None, typer.Option("--master-key", envvar="OFFERHUB_MASTER_KEY", show_default=False)]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="OFFERHUB_API_KEY", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON unchanged.")]
+AsReport = Annotated[bool, typer.Option("--json", help="Print the report as one JSON document.")]
 DEFAULT_API_URL = "http://127.0.0.1:4000/api/v1"
 
 
@@ -81,11 +84,15 @@ def worker() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations (Alembic upgrade head); idempotent."""
+    """Apply database migrations (Alembic upgrade head); idempotent. Exit 3 when the database
+    cannot be reached."""
     import migrations
-    from settings import get_settings
+    from cli.direct import EXIT_UNREACHABLE, fail, load_settings
 
-    migrations.upgrade(get_settings().database_url.get_secret_value())
+    try:
+        migrations.upgrade(load_settings().database_url.get_secret_value())
+    except OSError as exc:
+        fail(f"cannot reach the database: {exc}", EXIT_UNREACHABLE)
     typer.echo("database schema is up to date")
 
 
@@ -109,22 +116,16 @@ def openapi(output: Annotated[Path | None, typer.Option("-o", "--output")] = Non
 
 
 @ledger_app.command("check")
-def ledger_check(as_json: AsJson = False) -> None:
+def ledger_check(as_json: AsReport = False) -> None:
     """Every invariant of domain.md §3.5 (1-7) in one REPEATABLE READ snapshot; exit 1 on a violation."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from activities.ledger_check import check_ledger
-    from settings import get_settings
+    from cli.direct import database, load_settings
+
+    settings = load_settings()
 
     async def run() -> Any:
-        engine = create_async_engine(get_settings().database_url.get_secret_value())
-        try:
+        async with database(settings) as engine:
             return await check_ledger(engine)
-        except OSError as exc:
-            typer.echo(f"cannot reach the database: {exc}", err=True)
-            raise typer.Exit(3) from None
-        finally:
-            await engine.dispose()
 
     report = asyncio.run(run())
     if as_json:
@@ -145,30 +146,181 @@ def ledger_check(as_json: AsJson = False) -> None:
 
 
 @wallets_app.command("init-platform")
-def wallets_init_platform() -> None:
-    """Create and activate the missing platform wallets (treasury, resolver; agents in airtm mode)."""
+def wallets_init_platform(as_json: AsReport = False) -> None:
+    """Create and activate the missing platform wallets (treasury, resolver; agents in airtm mode).
+
+    On mainnet the treasury is imported first (`offerhub wallets import-treasury`)."""
     from activities.context import WorkerContext
     from activities.wallets import ensure_platform_wallets
-    from settings import get_settings
+    from cli.direct import EXIT_PROBLEM, database, fail, load_settings
+    from providers.errors import ProviderError
+
+    settings = load_settings()
 
     async def run() -> dict[str, str]:
-        ctx = WorkerContext.build(get_settings())
+        async with database(settings):
+            pass  # reachable (exit 3 otherwise)
+        ctx = WorkerContext.build(settings)
         try:
             return await ensure_platform_wallets(ctx)
+        except ProviderError as exc:
+            fail(f"{type(exc).__name__}: {exc}", EXIT_PROBLEM)
         finally:
             await ctx.close()
 
-    for purpose, address in asyncio.run(run()).items():
+    wallets = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps(wallets, indent=2))
+        return
+    for purpose, address in wallets.items():
         typer.echo(f"  {purpose:14} {address}")
+
+
+TREASURY_SECRET_ENV = "OFFERHUB_TREASURY_SECRET"
+
+
+def _read_secret(env_name: str) -> str:
+    """The seed from the environment variable, else one line of standard input (hidden on a TTY)."""
+    secret = os.environ.get(env_name, "").strip()
+    if not secret:
+        if sys.stdin.isatty():
+            import getpass
+
+            secret = getpass.getpass("Treasury secret seed (S…, not echoed): ").strip()
+        else:
+            secret = sys.stdin.readline().strip()
+    if not secret:
+        typer.echo(f"no secret seed: set {env_name} or pipe it on standard input", err=True)
+        raise typer.Exit(2)
+    return secret
+
+
+@wallets_app.command("import-treasury")
+def wallets_import_treasury(
+    secret_env: Annotated[
+        str, typer.Option("--secret-env", help="Environment variable holding the secret seed (else read from stdin).")
+    ] = TREASURY_SECRET_ENV,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Retire a different active treasury (its row and key are kept).")
+    ] = False,
+    as_json: AsReport = False,
+) -> None:
+    """Import a Stellar secret seed (S…) as the TREASURY wallet, sealed with WALLET_ENCRYPTION_KEY.
+
+    Mainnet needs this before `offerhub wallets init-platform`, which then activates it.
+
+    The seed is read from $OFFERHUB_TREASURY_SECRET, else from standard input; never from the command line.
+
+    Importing the active treasury again changes nothing; a different one is refused (exit 1) unless --replace."""
+    from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
+
+    from cli.direct import EXIT_PROBLEM, EXIT_USAGE, database, fail, load_settings
+    from cli.wallets import Imported, ImportRefused, import_treasury
+
+    settings = load_settings()
+    secret = _read_secret(secret_env)
+
+    async def run() -> Imported:
+        async with database(settings) as engine:
+            return await import_treasury(settings, engine, secret, replace=replace)
+
+    try:
+        imported = asyncio.run(run())
+    except Ed25519SecretSeedInvalidError:
+        fail("not a Stellar secret seed (56 characters starting with S)", EXIT_USAGE)
+    except ImportRefused as exc:
+        fail(str(exc), EXIT_PROBLEM)
+    if as_json:
+        typer.echo(json.dumps(imported.report(), indent=2))
+        return
+    verb = "imported" if imported.created else "already the active treasury:"
+    typer.echo(f"TREASURY {verb} {imported.wallet_id} {imported.public_key}")
+    if imported.replaced:
+        typer.echo(f"retired the previous treasury {imported.replaced}")
+    if imported.created:
+        typer.echo("next: `offerhub wallets init-platform` activates it and creates the other platform wallets")
+
+
+@wallets_app.command("rotate-key")
+def wallets_rotate_key(
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 200,
+    as_json: AsReport = False,
+) -> None:
+    """Re-seal every wallet seed and webhook endpoint secret under WALLET_ENCRYPTION_KEY.
+
+    Older values are opened with WALLET_ENCRYPTION_PREVIOUS_KEYS (the key their kid names).
+
+    Idempotent, and safe beside running processes. Exit 1 if a value no configured key opens remains."""
+    from cli.direct import database, load_settings
+    from cli.wallets import Rotation, rotate_keys
+
+    settings = load_settings()
+
+    async def run() -> Rotation:
+        async with database(settings) as engine:
+            return await rotate_keys(settings, engine, batch_size=batch_size)
+
+    rotation = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps(rotation.report(), indent=2))
+    else:
+        typer.echo(f"current key {rotation.key_id}")
+        for name, tally in (("wallets", rotation.wallets), ("webhook endpoints", rotation.webhook_endpoints)):
+            typer.echo(
+                f"  {name:18} checked {tally.checked:>6}  resealed {tally.resealed:>6}  "
+                f"current {tally.current:>6}  unreadable {len(tally.unreadable)}"
+            )
+            for problem in tally.unreadable:
+                typer.echo(f"  ! {problem}")
+        if rotation.ok and settings.wallet_encryption_previous_keys:
+            typer.echo("every secret is sealed under the current key: WALLET_ENCRYPTION_PREVIOUS_KEYS can be removed")
+    raise typer.Exit(0 if rotation.ok else 1)
+
+
+@history_app.command("export")
+def history_export(
+    workflow_id: str,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (stdout by default).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="A given run (default: the latest).")] = None,
+    as_json: AsReport = False,
+) -> None:
+    """The workflow's event history as JSON, as `temporal workflow show --output json` writes it.
+
+    Payloads are written as stored (base64 of their JSON): no payload codec is applied.
+
+    Payload encryption (TEMPORAL_PAYLOAD_ENCRYPTION_KEY) is not implemented in this version.
+
+    Exit 1 when the workflow is not found, 3 when Temporal cannot be reached."""
+    from cli.direct import EXIT_PROBLEM, fail, load_settings
+    from cli.history import WorkflowNotFound, export_history
+
+    settings = load_settings()
+    if settings.temporal_payload_encryption_key is not None:
+        typer.echo(
+            "warning: TEMPORAL_PAYLOAD_ENCRYPTION_KEY is set but not implemented; payloads are as stored", err=True
+        )
+    try:
+        exported = asyncio.run(export_history(settings, workflow_id, run_id))
+    except WorkflowNotFound as exc:
+        fail(str(exc), EXIT_PROBLEM)
+    if output is None:
+        typer.echo(exported.document)
+        return
+    output.write_text(exported.document + "\n")
+    summary = {"workflow_id": workflow_id, "events": exported.events, "file": str(output)}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(f"wrote {exported.events} events of {workflow_id} to {output}")
 
 
 def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_only: bool) -> None:
     """Send the Signal support staff would paste into the Temporal UI, then show the outcome."""
     import shlex
 
-    from settings import get_settings
+    from cli.direct import database, load_settings, temporal
 
-    settings = get_settings()
+    settings = load_settings()
     command = (
         f"temporal workflow signal --address {settings.temporal_address} --workflow-id {dispute_id} "
         f"--name {name} --input {shlex.quote(json.dumps(payload))}"
@@ -178,15 +330,11 @@ def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_o
         return
 
     async def run() -> dict[str, Any]:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        from api.services import connect_temporal
         from models.tables import AuditLog, Dispute
 
-        client = await connect_temporal(settings)
-        await client.get_workflow_handle(dispute_id).signal(name, payload)
-        engine = create_async_engine(settings.database_url.get_secret_value())
-        try:
+        client = await temporal(settings)
+        async with database(settings) as engine:
+            await client.get_workflow_handle(dispute_id).signal(name, payload)
             deadline = asyncio.get_running_loop().time() + 30
             while True:
                 async with engine.connect() as conn:
@@ -213,8 +361,6 @@ def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_o
                 if refused or asyncio.get_running_loop().time() > deadline:
                     return {"status": dispute.status if dispute else None, "refused": refused}
                 await asyncio.sleep(0.5)
-        finally:
-            await engine.dispose()
 
     outcome = asyncio.run(run())
     typer.echo(json.dumps(outcome, indent=2, default=str))
@@ -350,11 +496,14 @@ def sandbox_faults_clear(sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL) -> None:
 
 
 @sandbox_app.command("status")
-def sandbox_status(sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL) -> None:
+def sandbox_status(sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL, as_json: AsJson = False) -> None:
     """Ledger, invariants and pending webhooks of the sandbox; exit 1 if an invariant fails."""
     info = _sandbox("GET", f"{sandbox_url}/_sandbox/info")
     invariants = _sandbox("GET", f"{sandbox_url}/_sandbox/invariants")
     pending = _sandbox("GET", f"{sandbox_url}/_sandbox/webhooks?status=PENDING&limit=1000")
+    if as_json:
+        typer.echo(json.dumps({"info": info, "invariants": invariants, "pending_webhooks": len(pending)}, indent=2))
+        raise typer.Exit(0 if invariants["ok"] else 1)
     typer.echo(
         f"ledger {info['ledger']['sequence']} at {info['ledger']['closed_at']}; "
         f"USDC issuer {info['usdc']['issuer']}; pending webhooks {len(pending)}"
@@ -378,10 +527,17 @@ def _call(method: str, url: str, secret: str | None, body: dict[str, Any] | None
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach the API at {url}: {type(exc).__name__}", err=True)
         raise typer.Exit(3) from None
-    data = response.json()
-    if response.status_code >= 400 and "error" in data:
-        error = data["error"]
-        typer.echo(f"{error['code']}: {error['message']} (request {response.headers.get('x-request-id')})", err=True)
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code >= 400:
+        error = data.get("error") if isinstance(data, dict) else None
+        request_id = response.headers.get("x-request-id") or "no request id"
+        if isinstance(error, dict):
+            typer.echo(f"{error.get('code')}: {error.get('message')} ({request_id})", err=True)
+        else:
+            typer.echo(f"HTTP_{response.status_code}: {response.text[:200]} ({request_id})", err=True)
         raise typer.Exit(1)
     return data
 
