@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
-from api import metrics
+from api import metrics, openapi
 from api.errors import ApiJSONResponse, handle_http_exception, handle_offerhub_error, handle_validation_error
 from api.metrics import ApiMetrics, RequestMetricsMiddleware
 from api.middleware import RequestContextMiddleware
-from api.policy import API_PREFIX, Access, RoutePolicy
+from api.policy import API_PREFIX, Access, route_policy
 from api.routers import (
     admin,
     audit,
@@ -90,7 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """Document the bearer scheme and each route's credential, scope and idempotency."""
+    """Document the bearer scheme, each route's credential, scope and idempotency, and what it
+    answers (response models and error envelopes: `api.openapi`)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -101,14 +104,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "description": "API key, token or (for /auth, /admin) master key",
         }
     }
-    for route in app.routes:
-        rule: RoutePolicy | None = getattr(getattr(route, "endpoint", None), "__offerhub_policy__", None)
-        path = getattr(route, "path", None)
-        if rule is None or path not in schema["paths"]:
-            continue
-        for method in getattr(route, "methods", ()):
-            operation = schema["paths"][path].get(method.lower())
-            if operation is None:
+    rules = {
+        route.operation_id: route_policy(route.endpoint)
+        for route in _api_routes(app.routes)
+        if route.operation_id and hasattr(route.endpoint, "__offerhub_policy__")
+    }
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            rule = rules.get(operation.get("operationId"))
+            if rule is None:
                 continue
             if rule.access is not Access.PUBLIC:
                 operation["security"] = [{"bearer": []}]
@@ -116,5 +120,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if rule.retention is not None:
                 notes.append(f"Idempotency-Key retention: {rule.retention.value}")
             operation["description"] = (operation.get("description") or "") + "\n\n" + ". ".join(notes) + "."
+    openapi.document(schema, rules)
     app.openapi_schema = schema
     return schema
+
+
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute, also those of included routers (FastAPI keeps them behind a wrapper)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes(inner.routes)
