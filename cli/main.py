@@ -684,6 +684,17 @@ def health(api_url: ApiUrl = DEFAULT_API_URL, as_json: AsJson = False) -> None:
     raise typer.Exit(0 if response.status_code == 200 else 1)
 
 
+@app.command()
+def demo(
+    api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, sandbox_url: SandboxUrl = DEFAULT_SANDBOX_URL
+) -> None:
+    """A narrated tour of the running stack through the SDK (users, a milestone order, a split
+    dispute, a withdrawal, balances, Temporal UI links, ledger check); exit 1 if a step fails."""
+    from cli.demo import run_demo
+
+    raise typer.Exit(run_demo(api_url, master_key, sandbox_url, echo=typer.echo))
+
+
 def main() -> None:
     sys.exit(app())
 
