@@ -15,6 +15,7 @@ COPY api api
 COPY cli cli
 COPY migrations migrations
 COPY models models
+COPY offerhub_sdk offerhub_sdk
 COPY providers providers
 COPY sandbox sandbox
 COPY workflows workflows

@@ -150,6 +150,10 @@ def test_image_and_installs_use_the_lock_and_leave_the_embedded_binaries_out() -
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"python:3\.11\.\d+-slim\S*@sha256:[0-9a-f]{64}", dockerfile)
     assert "pip install -c requirements.lock ." in dockerfile and "embedded" not in dockerfile.split("FROM", 1)[1]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]]
+    missing = [p for p in packages if not re.search(rf"^COPY {p} {p}$", dockerfile, re.MULTILINE)]
+    assert not missing, f"packages the image does not copy: {missing}"
     user = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert user and user[-1].split(":")[0] not in ("root", "0")
     ignored = (ROOT / ".dockerignore").read_text().split()
