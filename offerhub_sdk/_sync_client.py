@@ -763,8 +763,9 @@ class Events(_Resource):
         resource_type: str | None = None,
         resource_id: str | None = None,
     ) -> EventStream:
-        """The live stream (SSE): every matching event after `last_event_id` (else from now on),
-        in order, once; reconnects by itself with `Last-Event-ID`."""
+        """The live stream (SSE): every matching event after `last_event_id` (else from the moment
+        it connects, at the first iteration), in order, once; reconnects by itself with
+        `Last-Event-ID`."""
         params = clean({"user_id": user_id, "types": types, "resource_type": resource_type, "resource_id": resource_id})
         return EventStream(self._client, params, last_event_id)
 

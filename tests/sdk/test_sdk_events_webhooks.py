@@ -4,6 +4,7 @@ endpoints through the SDK, down to verifying a real delivery's signature."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -93,18 +94,28 @@ async def test_stream_resumes_after_a_dropped_connection_with_every_event_once(
 
 
 async def test_live_stream_from_now_sees_a_new_user(async_client: AsyncOfferHub) -> None:
+    seen: list[Event] = []
     async with async_client.events.stream(types=["user.created"]) as stream:
-        await asyncio.sleep(0.5)  # live only: the stream starts at the newest event
+
+        async def consume() -> None:
+            async for event in stream:  # the connection opens at the first iteration
+                seen.append(event)
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(1.0)  # live only: the stream starts at the newest event when it connects
         user = await async_client.users.create(external_user_id=f"sdk-{secrets.token_hex(6)}")
 
-        async def created() -> Event:
-            async for event in stream:
-                if event.resource.id == user.id:
-                    return event
-            raise AssertionError("stream ended")
+        async def arrived() -> bool:
+            return any(e.resource.id == user.id for e in seen)
 
-        event = await asyncio.wait_for(created(), timeout=20)
-    assert (event.type, event.resource.type) == ("user.created", "user")
+        try:
+            await assert_eventually(arrived, timeout=20, message="the live stream never showed the new user")
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+    [event] = [e for e in seen if e.resource.id == user.id]
+    assert (event.type, stream.last_event_id is not None) == ("user.created", True)
 
 
 async def test_webhook_endpoint_lifecycle_and_a_real_delivery_verifies(
