@@ -64,7 +64,9 @@ def fingerprint(namespace: str, method: str, path: str, raw_body: bytes) -> str:
 def is_storable(status: int, body: Any) -> bool:
     if status >= 500 or status in NOT_STORED_STATUSES:
         return False
-    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    # a resource may carry an `error` field of its own (a reconciliation run: null)
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
     return code not in (ErrorCode.IDEMPOTENCY_KEY_REUSED, ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS)
 
 

@@ -942,5 +942,5 @@ class AsyncReconciliation(_Resource):
         params = clean({"limit": limit, "cursor": cursor})
         return await self._client._list("/admin/reconciliation/runs", ReconciliationRun, params)
 
-    async def retrieve_run(self, run_id: str) -> ReconciliationRun:
-        return await self._client._get(f"/admin/reconciliation/runs/{_p(run_id)}", ReconciliationRun)
+    async def retrieve_run(self, run_id: int | str) -> ReconciliationRun:
+        return await self._client._get(f"/admin/reconciliation/runs/{_p(str(run_id))}", ReconciliationRun)

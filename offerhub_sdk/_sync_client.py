@@ -939,5 +939,5 @@ class Reconciliation(_Resource):
         params = clean({"limit": limit, "cursor": cursor})
         return self._client._list("/admin/reconciliation/runs", ReconciliationRun, params)
 
-    def retrieve_run(self, run_id: str) -> ReconciliationRun:
-        return self._client._get(f"/admin/reconciliation/runs/{_p(run_id)}", ReconciliationRun)
+    def retrieve_run(self, run_id: int | str) -> ReconciliationRun:
+        return self._client._get(f"/admin/reconciliation/runs/{_p(str(run_id))}", ReconciliationRun)

@@ -413,7 +413,7 @@ class MaintenanceStatus(OfferHubModel):
 
 
 class ReconciliationRun(OfferHubModel):
-    id: str
+    id: int  # operations.md §2: the run id is an integer
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
     findings: list[dict[str, Any]] = Field(default_factory=list)

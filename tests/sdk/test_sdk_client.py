@@ -220,11 +220,6 @@ async def test_instance_credentials_and_admin_endpoints(
         assert not (await master_client.maintenance.disable()).enabled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: api/idempotency.py is_storable() fails on a keyed answer whose body has `error: null` "
-    "(the reconciliation run), a 500 after the run started; the SDK keys every write (sdk.md)",
-)
 async def test_reconciliation_run_through_the_sdk(master_client: AsyncOfferHub) -> None:
     run = await master_client.reconciliation.run()
     assert (await master_client.reconciliation.retrieve_run(run.id)).id == run.id

@@ -35,3 +35,10 @@ def test_error_body_is_the_envelope() -> None:
     error = OfferhubError(ErrorCode.INVALID_STATE, "nope", {"order_id": "ord_x"})
     assert error.status == 409
     assert error.body() == {"error": {"code": "INVALID_STATE", "message": "nope", "details": {"order_id": "ord_x"}}}
+
+
+def test_a_resource_with_an_error_field_of_its_own_is_storable() -> None:
+    from api.idempotency import is_storable
+
+    assert is_storable(202, {"id": 1, "status": "RUNNING", "error": None})
+    assert not is_storable(409, {"error": {"code": "IDEMPOTENCY_KEY_IN_PROGRESS"}})
