@@ -87,14 +87,22 @@ def run_demo(
     except (DemoFailed, TimeoutError) as exc:
         echo(f"\nFAILED: {exc}")
         return 1
-    return 0 if ledger_check(database_url or os.environ.get("DATABASE_URL"), narrator) else 1
+    return 0 if ledger_check(database_url or os.environ.get("DATABASE_URL") or dev_database_url(), narrator) else 1
+
+
+def dev_database_url(root: Path | None = None) -> str | None:
+    """The embedded PostgreSQL of the `make dev` running from this directory, if any."""
+    from cli.dev import DATABASE_URL_FILE
+
+    path = (root or Path.cwd()) / ".data" / DATABASE_URL_FILE
+    return path.read_text().strip() if path.exists() else None
 
 
 def ledger_check(database_url: str | None, narrator: Narrator) -> bool:
     """`offerhub ledger check` (domain.md §3.5) when the database is reachable from here."""
     narrator.step("ledger check (domain.md §3.5)")
     if not database_url:
-        narrator.say("skipped: DATABASE_URL is not set here (run `offerhub ledger check` beside the stack)")
+        narrator.say("skipped: no DATABASE_URL and no `make dev` here (run `offerhub ledger check` beside the stack)")
         return True
     from sqlalchemy.ext.asyncio import create_async_engine
 

@@ -113,6 +113,7 @@ def sandbox_env(
 
 
 WORKER_METRICS_PORT = 9464
+DATABASE_URL_FILE = "database.url"  # under .data/: the embedded PostgreSQL of a running `make dev`
 
 
 def port_is_free(port: int) -> bool:
@@ -198,6 +199,9 @@ class DevStack:
         if "DATABASE_URL" not in os.environ:
             pg = EmbeddedPostgres(self.data / "postgres")
             env["DATABASE_URL"] = pg.start()
+            # for the commands run beside the stack (`make demo`'s ledger check): not a secret,
+            # the socket only accepts local connections
+            (self.data / DATABASE_URL_FILE).write_text(env["DATABASE_URL"] + "\n")
             self.services.append(pg)
         if "REDIS_URL" not in os.environ:
             redis = EmbeddedRedis(self.data / "redis", self.redis_port)

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.demo import dev_database_url
 from cli.dev import SANDBOX_DB_PATH, DevStack, load_secrets
 from cli.stack import LOOPBACK, free_port
 from sandbox.world import GENESIS_NAMES, World, derived_keypair
@@ -231,6 +232,8 @@ async def test_make_dev_stopped_and_started_again_then_new_user_funded_and_order
         key = bearer(second.wait_ready())
         assert "OFFERHUB_MASTER_KEY from the environment" in second.output()
         stack.env["DATABASE_URL"] = database_url(tmp_path)
+        # what `make demo`'s ledger check finds beside a running `make dev`
+        assert dev_database_url(tmp_path) == stack.env["DATABASE_URL"]
         async with (
             httpx.AsyncClient(base_url=api_url, timeout=30) as http,
             httpx.AsyncClient(base_url=f"http://{LOOPBACK}:{ports['sandbox']}/_sandbox", timeout=30) as sandbox,
