@@ -50,6 +50,9 @@ CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32"
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 PAIRS = 32
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+# Trustless Work's webhooks become Signals to the order workflow (api.md §12.2), as they
+# would from the real provider; BENCH_TW_WEBHOOKS=0 turns them off to measure their cost
+TW_WEBHOOKS = os.environ.get("BENCH_TW_WEBHOOKS", "1") != "0"
 
 
 async def baseline(client: Client, queue: str) -> None:
@@ -131,6 +134,8 @@ async def main() -> None:
             # distinct buyers and sellers, as on a marketplace: a wallet signs one step at a time
             pairs = [(await crypto_user(api, headers), await crypto_user(api, headers)) for _ in range(PAIRS)]
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.sandbox_port}/_sandbox") as control:
+                if not TW_WEBHOOKS:  # to see what the provider's webhooks (Signals to the order) cost
+                    await control.put("/tw/settings", json={"webhooks_enabled": False})
                 for buyer, _ in pairs:
                     await control.post(
                         "/faucet/usdc", json={"address": buyer["wallet"]["public_key"], "amount": f"{each}.00"}
