@@ -53,6 +53,7 @@ class WorkerContext:
     def build(cls, settings: Settings, temporal: Client | None = None) -> WorkerContext:
         engine = create_async_engine(
             settings.database_url.get_secret_value(),
+            hide_parameters=True,  # SQL parameters never reach logs or errors
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_pool_size,
             # no ping per checkout (three round trips): a dead connection fails the activity,

@@ -36,6 +36,7 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
 def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url.get_secret_value(),
+        hide_parameters=True,  # SQL parameters (amounts, e-mails, sealed seeds) never reach logs or errors
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,

@@ -11,7 +11,9 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 SECRET_KEY_PATTERN = re.compile(
-    r"secret|password|token|api_key|apikey|authorization|private|seed|signature|credential", re.IGNORECASE
+    r"secret|password|token|api[_-]?key|authorization|private|seed|signature|credential|master[_-]?key"
+    r"|encryption[_-]?key|passphrase|mnemonic|cookie",
+    re.IGNORECASE,
 )
 ACCOUNT_KEY_PATTERN = re.compile(r"account|iban|bank", re.IGNORECASE)
 SECRET_VALUE_PATTERN = re.compile(

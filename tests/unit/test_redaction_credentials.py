@@ -59,3 +59,27 @@ def test_storable_responses() -> None:
     assert is_storable(201, {}) and is_storable(409, {"error": {"code": "INVALID_STATE"}})
     assert not is_storable(500, {}) and not is_storable(503, {}) and not is_storable(401, {})
     assert not is_storable(409, {"error": {"code": "IDEMPOTENCY_KEY_IN_PROGRESS"}})
+
+
+def test_header_and_setting_names_of_secrets_are_redacted() -> None:
+    from models.redaction import REDACTED, redact
+
+    names = ["x-api-key", "api-key", "master_key", "wallet_encryption_key", "passphrase", "mnemonic", "cookie"]
+    assert redact({name: "value" for name in names}) == {name: REDACTED for name in names}
+    assert redact({"api_key_id": "key_x", "public_key": "GABC"}) == {"api_key_id": "key_x", "public_key": "GABC"}
+
+
+def test_sql_parameters_never_reach_logs_or_errors() -> None:
+    from api.services import create_engine
+    from settings import Settings
+
+    engine = create_engine(
+        Settings(
+            _env_file=None,
+            offerhub_master_key="ohk_master_" + "k" * 40,
+            wallet_encryption_key="0" * 64,
+            trustless_work_api_key="x",
+            trustless_work_webhook_secret="x",
+        )
+    )
+    assert engine.sync_engine.hide_parameters
