@@ -653,8 +653,8 @@ class MaintenanceStatusPublic(Public):
 
 
 class ReconciliationRunPublic(Public):
-    id: str
-    status: str = Field(examples=["SUCCEEDED"])
+    id: int = Field(examples=[42])  # operations.md §2: the run id is an integer
+    status: str = Field(examples=["FINDINGS"])
     started_at: Time | None
     finished_at: Time | None
     checks: Any

@@ -21,6 +21,16 @@ from tests.support import Stack, assert_eventually
 
 async def test_event_list_pages_through_every_event(async_client: AsyncOfferHub, stack: Stack) -> None:
     user = await sdk_user(async_client, stack, "5.00")
+
+    async def settled() -> list[str] | None:
+        # the deposit's last events are numbered a moment after the balance shows: page a
+        # trail that no longer grows
+        before = [e.id for e in (await async_client.events.list(user_id=user.id, limit=100)).data]
+        await asyncio.sleep(0.5)
+        after = [e.id for e in (await async_client.events.list(user_id=user.id, limit=100)).data]
+        return after if after == before else None
+
+    await assert_eventually(settled, timeout=15, message="the user's events kept arriving")
     everything = await async_client.events.list(user_id=user.id, limit=100)
     assert len(everything.data) >= 3 and not everything.has_more
     first = await async_client.events.list(user_id=user.id, limit=2)
