@@ -10,6 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -65,15 +68,43 @@ async def ensure_schedule(client: Client, settings: Settings) -> None:
 
 
 async def upsert_schedule(client: Client, schedule_id: str, wanted: Schedule) -> None:
-    """Create a Schedule, or bring the existing one to `wanted` (every worker start does this)."""
+    """Create a Schedule, or bring the existing one to `wanted` (every worker start does this).
+
+    A worker on another task queue than the Schedule's (a second deployment, a test's extra
+    worker) takes it over only when no worker polls the Schedule's queue any more: otherwise
+    the last worker started would steer the runs to a queue that may soon have no worker."""
     try:
         await client.create_schedule(schedule_id, wanted)
+        return
     except ScheduleAlreadyRunningError:
+        pass
+    handle = client.get_schedule_handle(schedule_id)
+    current = (await handle.describe()).schedule.action
+    ours = wanted.action
+    if (
+        isinstance(current, ScheduleActionStartWorkflow)
+        and isinstance(ours, ScheduleActionStartWorkflow)
+        and current.task_queue != ours.task_queue
+        and await _polled(client, current.task_queue)
+    ):
+        return
 
-        def updated(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=wanted)
+    def updated(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=wanted)
 
-        await client.get_schedule_handle(schedule_id).update(updated)
+    await handle.update(updated)
+
+
+async def _polled(client: Client, task_queue: str) -> bool:
+    """Whether a worker polls this task queue for workflow tasks right now."""
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return bool(described.pollers)
 
 
 def run_view(run: ReconciliationRun) -> dict[str, Any]:
