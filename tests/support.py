@@ -155,6 +155,7 @@ class Stack:
         api_url = self.spawn_api("api-airtm", overrides)
         webhook_url = api_url + "/webhooks/airtm"
         httpx.put(f"http://{LOOPBACK}:{self.sandbox_port}/_sandbox/webhooks/settings", json={"airtm_url": webhook_url})
+        wait_healthy(api_url, timeout=60)  # the worker polls its queue (and made its agent wallets)
         return AirtmStack(api_url=api_url, task_queue=overrides["TEMPORAL_TASK_QUEUE"], webhook_url=webhook_url)
 
     def log_text(self, name: str) -> str:
@@ -168,6 +169,22 @@ class Stack:
         # ~120 MB per session; OFFERHUB_KEEP_TEST_DATA=1 keeps it (and its logs) for a post-mortem
         if not keep_data and not os.environ.get("OFFERHUB_KEEP_TEST_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_healthy(api_url: str, *, timeout: float) -> None:
+    """Until `GET /health` answers 200 (every dependency, a worker on the API's queue included)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            report = httpx.get(f"{api_url}/health", timeout=5)
+            if report.status_code == 200:
+                return
+            detail = report.text
+        except httpx.TransportError as exc:
+            detail = repr(exc)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{api_url} not healthy within {timeout} s: {detail}")
+        time.sleep(0.2)
 
 
 @dataclass(frozen=True)
