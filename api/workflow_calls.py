@@ -7,7 +7,13 @@ import asyncio
 import logging
 from typing import Any
 
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateStage
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -101,3 +107,44 @@ async def run_update(
                 headers={"Retry-After": "5"},
             ) from None
         raise
+
+
+async def run_create(
+    services: Services,
+    context: RequestContext,
+    workflow: str,
+    resource: Any,
+    resource_id: str,
+    start_options: dict[str, Any],
+    created: Any,
+    result_type: type,
+) -> bool:
+    """Update-with-start of a resource's workflow (api.md §1.4), its `created` Update waited
+    for up to API_UPDATE_WAIT_SECONDS: True when it finished, False when it goes on (202)."""
+    settings = services.settings
+    client = await services.temporal()
+    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        workflow,
+        resource,
+        id=resource_id,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **start_options,
+    )
+    try:
+        running = await client.start_update_with_start_workflow(
+            "created",
+            created,
+            start_workflow_operation=start,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            id=update_id(context, resource_id, "created"),
+            result_type=result_type,
+        )
+        await asyncio.wait_for(running.result(), timeout=settings.api_update_wait_seconds)
+        return True
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # the wait ran out (the SDK reports its poll cut short as the RPC error): the Update was
+        # accepted and continues durably; the client follows by GET, events or webhooks
+        return False
+    except WorkflowUpdateFailedError as exc:
+        raise failure(exc, context.request_id) from None

@@ -15,12 +15,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDConflictPolicy
 
 from api import ratelimit
 from api.errors import ApiJSONResponse, provider_failure
@@ -30,7 +26,7 @@ from api.repositories import topups as repo
 from api.repositories import users as users_repo
 from api.schemas import Metadata, field_error, time_range
 from api.services import Services
-from api.workflow_calls import WorkflowGone, caller_of, failure, run_update, update_id
+from api.workflow_calls import WorkflowGone, caller_of, run_create, run_update
 from models.audit import audit_entry
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
@@ -100,30 +96,16 @@ async def create_topup(body: TopUpCreate, services: ServicesDep, context: Contex
         return_url=body.return_url or settings.topup_default_return_url,
         cancel_url=body.cancel_url or settings.topup_default_cancel_url,
     )
-    client = await services.temporal()
-    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+    finished = await run_create(
+        services,
+        context,
         "TopUpWorkflow",
         topup,
-        id=topup_id,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        **topup_start_options(topup),
+        topup_id,
+        topup_start_options(topup),
+        TopUpCreated(caller=caller_of(context)),
+        TopUpOutcome,
     )
-    try:
-        running = await client.start_update_with_start_workflow(
-            "created",
-            TopUpCreated(caller=caller_of(context)),
-            start_workflow_operation=start,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            id=update_id(context, topup_id, "created"),
-            result_type=TopUpOutcome,
-        )
-        await asyncio.wait_for(running.result(), timeout=settings.api_update_wait_seconds)
-        finished = True
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        finished = False
-    except WorkflowUpdateFailedError as exc:
-        raise failure(exc, context.request_id) from None
     async with services.sessions() as session:
         recorded = await repo.find(session, topup_id)
     if recorded is None:  # not even recorded yet (the worker is down): the resource as requested

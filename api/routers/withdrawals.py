@@ -4,19 +4,11 @@ WithdrawalWorkflow's (update-with-start, then Updates); reads come from PostgreS
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import StrKey
-from temporalio.client import (
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
-)
-from temporalio.common import WorkflowIDConflictPolicy
 
 from api import ratelimit
 from api.errors import ApiJSONResponse
@@ -27,7 +19,7 @@ from api.repositories import withdrawals as repo
 from api.routers.topups import airtm_user_problem
 from api.schemas import Metadata, field_error, time_range
 from api.services import Services
-from api.workflow_calls import WorkflowGone, caller_of, failure, run_update, update_id
+from api.workflow_calls import WorkflowGone, caller_of, run_create, run_update
 from models.audit import audit_entry
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
@@ -155,32 +147,16 @@ async def create_withdrawal(body: WithdrawalCreate, services: ServicesDep, conte
         commit_ttl_seconds=settings.withdrawal_commit_ttl_seconds,
         poll_interval_seconds=settings.withdrawal_poll_interval_seconds,
     )
-    client = await services.temporal()
-    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+    finished = await run_create(
+        services,
+        context,
         "WithdrawalWorkflow",
         wd,
-        id=withdrawal_id,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        **withdrawal_start_options(wd),
+        withdrawal_id,
+        withdrawal_start_options(wd),
+        WithdrawalCreated(caller=caller_of(context)),
+        WithdrawalOutcome,
     )
-    try:
-        running = await client.start_update_with_start_workflow(
-            "created",
-            WithdrawalCreated(caller=caller_of(context)),
-            start_workflow_operation=start,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            id=update_id(context, withdrawal_id, "created"),
-            result_type=WithdrawalOutcome,
-        )
-        await asyncio.wait_for(running.result(), timeout=settings.api_update_wait_seconds)
-        finished = True
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        # the wait ran out (the SDK reports its poll cut short as the RPC error): the Update was
-        # accepted and continues durably; the client follows by GET, events or webhooks
-        finished = False
-    except WorkflowUpdateFailedError as exc:
-        raise failure(exc, context.request_id) from None
     location = {"Location": f"/api/v1/withdrawals/{withdrawal_id}"}
     async with services.sessions() as session:
         found = await repo.find(session, withdrawal_id)
