@@ -26,7 +26,7 @@ from models.escrow_io import (
     WalletRef,
 )
 from models.orders_io import ChainDone, EscrowCallInput, EscrowPlan
-from models.tables import Milestone, Order, Wallet
+from models.tables import Escrow, Milestone, Order, Wallet
 from providers.errors import ProviderUnavailable
 from providers.stellar.keyvault import SealedWallet
 from providers.trustless_work.escrow import TrustlessWorkEscrow
@@ -35,7 +35,9 @@ from providers.trustless_work.escrow import TrustlessWorkEscrow
 class EscrowActivities:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.escrow = TrustlessWorkEscrow(ctx.trustless, ctx.submitter, self._sealed, ctx.usdc_issuer)
+        self.escrow = TrustlessWorkEscrow(
+            ctx.trustless, ctx.submitter, self._sealed, ctx.usdc_issuer, known_escrow=self._known_escrow
+        )
         self.platform: dict[str, WalletRef] = {}
         self.keys: dict[str, SealedWallet] = {}
         self.user_wallets: dict[str, WalletRef] = {}
@@ -49,6 +51,14 @@ class EscrowActivities:
                 raise ProviderUnavailable(f"wallet {ref.wallet_id} not found", provider="stellar", operation="sign")
             self.keys[ref.wallet_id] = sealed(wallet)
         return self.keys[ref.wallet_id]
+
+    async def _known_escrow(self, contract_id: str) -> bool:
+        """Whether a contract is already one of our escrows (a deploy must never invoke one)."""
+        async with self.ctx.sessions() as session:
+            found = await session.scalar(
+                select(col(Escrow.id)).where(col(Escrow.trustless_contract_id) == contract_id).limit(1)
+            )
+        return found is not None
 
     async def _parties(self, buyer_id: str, seller_id: str) -> EscrowParties:
         async with self.ctx.sessions() as session:

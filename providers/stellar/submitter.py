@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from stellar_sdk import InvokeHostFunction, TransactionEnvelope
+from stellar_sdk import TransactionEnvelope
 
 from providers.errors import ChainTxFailed, ProviderOutcomeUnknown, ProviderUnavailable, UnexpectedProviderData
+from providers.stellar.envelope_check import ExpectedCall, check_envelope, decode_envelope
 from providers.stellar.horizon import HorizonClient, Submission
 from providers.stellar.keyvault import KeyVault, SealedWallet
 from providers.trustless_work.client import SendResult, TrustlessWorkClient
@@ -85,6 +86,10 @@ class ChainStep:
     # keys of the earlier rounds of this step (a retry after a failure for good runs under a
     # new key): one that was confirmed is the step's answer, so nothing is paid twice
     earlier_keys: list[str] = field(default_factory=list)
+    # a Trustless Work step: the one call its envelope may hold (never signed without it)
+    expected: ExpectedCall | None = None
+    # a deploy: whether a contract is one the product already knows as an escrow
+    known_escrow: Callable[[str], Awaitable[bool]] | None = None
 
 
 class ChainSubmitter:
@@ -160,7 +165,7 @@ class ChainSubmitter:
             await self.fee_float(step.source)
         async with self.store.account_lock(accounts):
             unsigned = await step.build(fee_multiplier)
-            envelope = self._checked(step, unsigned)
+            envelope = await self._checked(step, unsigned)
             for wallet in [step.source, *step.cosigners]:
                 self.vault.sign(envelope, wallet)
             bounds = envelope.transaction.preconditions.time_bounds if envelope.transaction.preconditions else None
@@ -182,8 +187,10 @@ class ChainSubmitter:
             await self.store.insert(record)  # committed before anything leaves this process
             return await self._send(step, record)
 
-    def _checked(self, step: ChainStep, unsigned: str) -> TransactionEnvelope:
+    async def _checked(self, step: ChainStep, unsigned: str) -> TransactionEnvelope:
         """Pre-sign checks (providers.md §1.7.1 step 4): never sign what we did not ask for."""
+        if step.via == "trustless_work":
+            return await self._checked_call(step, unsigned)
         try:
             envelope = TransactionEnvelope.from_xdr(unsigned, self.passphrase)
         except Exception:
@@ -203,17 +210,34 @@ class ChainSubmitter:
                 provider=step.via,
                 operation=step.purpose,
             )
-        if step.via == "trustless_work":
-            if len(tx.operations) != 1 or not isinstance(tx.operations[0], InvokeHostFunction):
+        return envelope
+
+    async def _checked_call(self, step: ChainStep, unsigned: str) -> TransactionEnvelope:
+        """A Trustless Work envelope holds exactly the escrow call the step expects; anything
+        else means the provider asked a wallet to sign something else: refused for good."""
+        try:
+            if step.expected is None or step.expected.signer != step.source.public_key:
                 raise UnexpectedProviderData(
-                    f"{step.operation_key}: expected one invoke_host_function operation",
+                    "envelope refused before signing: the step names no expected call for its signer",
                     provider=step.via,
                     operation=step.purpose,
                 )
-            if tx.operations[0].source is not None:
+            envelope = decode_envelope(unsigned, self.passphrase, operation=step.purpose)
+            contract = check_envelope(envelope, step.expected, max_fee_stroops=self.max_fee, operation=step.purpose)
+            if step.expected.is_deploy and step.known_escrow is not None and await step.known_escrow(contract):
                 raise UnexpectedProviderData(
-                    f"{step.operation_key}: an operation has another source", provider=step.via, operation=step.purpose
+                    "envelope refused before signing: the deploy invokes a contract known as another escrow",
+                    provider=step.via,
+                    operation=step.purpose,
                 )
+        except UnexpectedProviderData as exc:
+            log.error(
+                "trustless work envelope refused: nothing signed",
+                extra={"operation_key": step.operation_key, "purpose": step.purpose, "reason": str(exc)},
+            )
+            raise UnexpectedProviderData(
+                f"{step.operation_key}: {exc}", provider=step.via, operation=step.purpose
+            ) from None
         return envelope
 
     async def _send(self, step: ChainStep, record: ChainRecord) -> ChainResult | None:

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+from stellar_sdk import Asset
+
 from models.escrow_io import (
     EscrowCall,
     EscrowDeploy,
@@ -24,22 +26,51 @@ from models.escrow_io import (
 )
 from providers.errors import UnexpectedProviderData
 from providers.money import cents_to_json_number, cents_to_stroops
+from providers.stellar.envelope_check import ExpectedCall
 from providers.stellar.keyvault import SealedWallet
 from providers.stellar.submitter import ChainResult, ChainStep, ChainSubmitter
 from providers.trustless_work.client import TrustlessWorkClient
 
 WalletLookup = Callable[[WalletRef], Awaitable[SealedWallet]]
+KnownEscrow = Callable[[str], Awaitable[bool]]
 TITLE_MAX, DESCRIPTION_MAX, EVIDENCE_MAX = 100, 500, 500
+# The contract function each build endpoint has the signer invoke (the provider's names,
+# providers.md §5.6): the pre-sign check refuses an envelope calling anything else.
+FUNCTIONS: dict[str, str] = {
+    "/deployer/single-release": "tw_new_single_release_escrow",
+    "/deployer/multi-release": "tw_new_multi_release_escrow",
+    "fund-escrow": "fund_escrow",
+    "change-milestone-status": "change_milestone_status",
+    "approve-milestone": "approve_milestone",
+    "release-funds": "release_funds",
+    "release-milestone-funds": "release_milestone_funds",
+    "dispute-escrow": "dispute_escrow",
+    "dispute-milestone": "dispute_milestone",
+    "resolve-dispute": "resolve_dispute",
+    "resolve-milestone-dispute": "resolve_milestone_dispute",
+}
+
+
+def function_of(path: str) -> str:
+    """`/deployer/<type>` or `/escrow/<type>/<action>` -> the contract function it builds."""
+    return FUNCTIONS[path] if path.startswith("/deployer/") else FUNCTIONS[path.rsplit("/", 1)[-1]]
 
 
 class TrustlessWorkEscrow:
     def __init__(
-        self, client: TrustlessWorkClient, submitter: ChainSubmitter, wallets: WalletLookup, usdc_issuer: str
+        self,
+        client: TrustlessWorkClient,
+        submitter: ChainSubmitter,
+        wallets: WalletLookup,
+        usdc_issuer: str,
+        known_escrow: KnownEscrow | None = None,
     ) -> None:
         self.client = client
         self.submitter = submitter
         self.wallets = wallets
         self.usdc_issuer = usdc_issuer
+        self.usdc_contract = Asset("USDC", usdc_issuer).contract_id(submitter.passphrase)
+        self.known_escrow = known_escrow  # a deploy must not invoke a contract we know as an escrow
 
     async def _step(
         self,
@@ -50,7 +81,12 @@ class TrustlessWorkEscrow:
         path: str,
         body: dict[str, Any],
         earlier_keys: list[str] | None = None,
+        *,
+        contract_id: str | None = None,
+        transfer_stroops: int = 0,
     ) -> ChainResult:
+        """One build-sign-submit step. `contract_id` is the escrow the call must invoke (None
+        for a deploy); `transfer_stroops` the USDC the signer may authorize to it (a fund)."""
         wallet = await self.wallets(signer)
         if wallet.public_key != signer.public_key:
             raise UnexpectedProviderData(
@@ -72,6 +108,14 @@ class TrustlessWorkEscrow:
                 source=wallet,
                 build=build,
                 earlier_keys=earlier_keys or [],
+                expected=ExpectedCall(
+                    function=function_of(path),
+                    signer=signer.public_key,
+                    usdc_contract=self.usdc_contract,
+                    contract=contract_id,
+                    transfer_max_stroops=transfer_stroops,
+                ),
+                known_escrow=self.known_escrow if contract_id is None else None,
             )
         )
 
@@ -147,9 +191,18 @@ class TrustlessWorkEscrow:
         path: str,
         body: dict[str, Any],
         payouts: list[EscrowPayout] | None = None,
+        transfer_stroops: int = 0,
     ) -> EscrowStep:
         result = await self._step(
-            purpose, req.operation_key, ("escrow", req.contract_id), signer, path, body, req.earlier_keys
+            purpose,
+            req.operation_key,
+            ("escrow", req.contract_id),
+            signer,
+            path,
+            body,
+            req.earlier_keys,
+            contract_id=req.contract_id,
+            transfer_stroops=transfer_stroops,
         )
         return self._done(req, result, req.contract_id, payouts)
 
@@ -167,7 +220,10 @@ class TrustlessWorkEscrow:
             "amount": cents_to_json_number(req.amount_cents),
             "signer": req.funder.public_key,
         }
-        return await self._on_contract(req, "ESCROW_FUND", req.funder, f"/escrow/{req.escrow_type}/fund-escrow", body)
+        path = f"/escrow/{req.escrow_type}/fund-escrow"
+        return await self._on_contract(
+            req, "ESCROW_FUND", req.funder, path, body, transfer_stroops=cents_to_stroops(req.amount_cents)
+        )
 
     async def mark_milestone(self, req: MilestoneMark) -> EscrowStep:
         body = {
