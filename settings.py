@@ -25,8 +25,28 @@ NETWORK_PASSPHRASES = {
     "testnet": "Test SDF Network ; September 2015",
     "mainnet": "Public Global Stellar Network ; September 2015",
 }
-# Values the embedded/sandbox stack uses; refused in `live`.
-DEVELOPMENT_DEFAULTS = {"sandbox.twkey", "tw_whsec_sandbox", "sandbox-key", "sandbox-secret"}
+# Values the embedded/sandbox stack publishes (sandbox/core.py DEFAULTS); refused in `live`.
+DEVELOPMENT_DEFAULTS = {
+    "sandbox.twkey",
+    "tw_whsec_sandbox",
+    "sandbox-key",
+    "sandbox-secret",
+    "whsec_b2ZmZXJodWItc2FuZGJveC1haXJ0bS13ZWJob29rLWtleQ==",
+}
+SANDBOX_NETWORK_PASSPHRASE = "OfferHub Local Sandbox ; 2026"
+# the USDC issuer the sandbox derives from its published seed (tests/unit/test_settings.py checks it)
+SANDBOX_USDC_ISSUER = "GCODQVECTSW3UD3V4T6MUEJHQP4BPBUH7TDI43SHXK5SKZEEX5XNNVD2"
+# live secrets: our own (we choose their length) and the providers' (they do)
+OWN_SECRETS = ("offerhub_master_key", "offerhub_token_secret", "temporal_codec_server_token")
+PROVIDER_SECRETS = (
+    "trustless_work_api_key",
+    "trustless_work_webhook_secret",
+    "airtm_api_key",
+    "airtm_api_secret",
+    "airtm_webhook_secret",
+    "temporal_api_key",
+)
+HEX_KEYS = ("wallet_encryption_key", "temporal_payload_encryption_key")
 
 
 def _money_to_cents(value: object) -> int:
@@ -46,6 +66,16 @@ def _comma_list(value: object) -> object:
 
 MoneyCents = Annotated[int, BeforeValidator(_money_to_cents)]
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+
+
+def weak_secret(value: str, *, min_length: int) -> str | None:
+    """Why `value` is too weak to guard money (None when it is not): too short, or too few
+    distinct characters (`aaaa…`, `abab…`; a random hex key has about 16 of 64 characters)."""
+    if len(value) < min_length:
+        return f"shorter than {min_length} characters"
+    if len(set(value)) < 8:
+        return "fewer than 8 distinct characters"
+    return None
 
 
 class Settings(BaseSettings):
@@ -74,7 +104,12 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "offerhub"
     temporal_tls: bool = False
     temporal_api_key: SecretStr | None = None
+    # AES-256-GCM key (64 hex) of the Temporal payload codec; unset: payloads in clear (required in live)
     temporal_payload_encryption_key: SecretStr | None = None
+    # decrypt-only payload keys during rotation (`hex,…`), picked by each payload's key id
+    temporal_payload_encryption_previous_keys: SecretStr | None = None
+    # bearer token `offerhub codec-server` requires (≥ 32 chars; required when bound off loopback)
+    temporal_codec_server_token: SecretStr | None = None
     wallet_encryption_key: SecretStr
     wallet_encryption_previous_keys: SecretStr | None = None
 
@@ -153,18 +188,26 @@ class Settings(BaseSettings):
     health_check_timeout_seconds: float = 3
     reconciliation_interval_seconds: int = 300
 
-    @field_validator("offerhub_master_key", "offerhub_token_secret")
+    @field_validator("offerhub_master_key", "offerhub_token_secret", "temporal_codec_server_token")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("wallet_encryption_key")
+    @field_validator("wallet_encryption_key", "temporal_payload_encryption_key")
     @classmethod
-    def _hex_key(cls, value: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[0-9a-fA-F]{64}", value.get_secret_value()):
+    def _hex_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.get_secret_value()):
             raise ValueError("must be 64 hex characters (32 bytes)")
+        return value
+
+    @field_validator("temporal_payload_encryption_previous_keys")
+    @classmethod
+    def _hex_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        keys = [k.strip() for k in value.get_secret_value().split(",")] if value is not None else []
+        if not all(re.fullmatch(r"[0-9a-fA-F]{64}", key) for key in keys if key):
+            raise ValueError("must be 64 hex characters (32 bytes) each, comma-separated")
         return value
 
     @model_validator(mode="after")
@@ -198,10 +241,36 @@ class Settings(BaseSettings):
         for var, url in urls.items():
             if not url.startswith("https://"):
                 raise ValueError(f"{var} must use https in live")
-        for var in ("trustless_work_api_key", "trustless_work_webhook_secret", "airtm_api_key", "airtm_api_secret"):
+        if self.payment_provider == "airtm":
+            checkout = {
+                "AIRTM_CHECKOUT_BASE_URL": self.airtm_checkout_url,
+                "TOPUP_DEFAULT_RETURN_URL": self.topup_default_return_url,
+                "TOPUP_DEFAULT_CANCEL_URL": self.topup_default_cancel_url,
+            }
+            for var, url in checkout.items():
+                if not url.startswith("https://"):
+                    raise ValueError(f"{var} must use https in live")
+        if self.network_passphrase != NETWORK_PASSPHRASES["mainnet"]:
+            raise ValueError("STELLAR_NETWORK_PASSPHRASE must be the mainnet passphrase in live")
+        if self.usdc_issuer in (TESTNET_USDC_ISSUER, SANDBOX_USDC_ISSUER):
+            raise ValueError("STELLAR_USDC_ISSUER is a testnet/sandbox issuer, refused in live")
+        if self.temporal_payload_encryption_key is None:
+            raise ValueError("TEMPORAL_PAYLOAD_ENCRYPTION_KEY is required in live (payloads carry PII)")
+        if not self.temporal_tls:
+            raise ValueError("TEMPORAL_TLS must be true in live")
+        for var in OWN_SECRETS + PROVIDER_SECRETS + HEX_KEYS:
             secret = getattr(self, var)
-            if secret is not None and secret.get_secret_value() in DEVELOPMENT_DEFAULTS:
+            if secret is None:
+                continue
+            value = secret.get_secret_value()
+            if value in DEVELOPMENT_DEFAULTS:
                 raise ValueError(f"{var.upper()} is a development default")
+            problem = weak_secret(value, min_length=16 if var in PROVIDER_SECRETS else 32)
+            if problem:
+                raise ValueError(f"{var.upper()} is a weak secret in live: {problem}")
+        payload_key = self.temporal_payload_encryption_key.get_secret_value().lower()
+        if payload_key == self.wallet_encryption_key.get_secret_value().lower():
+            raise ValueError("TEMPORAL_PAYLOAD_ENCRYPTION_KEY must differ from WALLET_ENCRYPTION_KEY")
 
     # derived values -------------------------------------------------------------------
 

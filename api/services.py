@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from api.maintenance import MaintenanceCache
+from api.payload_codec import data_converter
 from providers.airtm.client import AirtmClient
 from providers.stellar.horizon import HorizonClient
 from providers.stellar.keyvault import KeyVault
@@ -26,7 +26,7 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),  # pydantic JSON, sealed when a payload key is set
         tls=settings.temporal_tls,
         api_key=api_key,
         runtime=runtime,

@@ -115,6 +115,38 @@ def openapi(output: Annotated[Path | None, typer.Option("-o", "--output")] = Non
         output.write_text(document)
 
 
+@app.command("codec-server")
+def codec_server(
+    port: int = 8081,
+    host: Annotated[str, typer.Option(help="Bind address; off loopback TEMPORAL_CODEC_SERVER_TOKEN is required.")] = (
+        "127.0.0.1"
+    ),
+    ui_origin: Annotated[
+        list[str] | None, typer.Option("--ui-origin", help="Temporal UI origin allowed by CORS (repeatable).")
+    ] = None,
+) -> None:
+    """Serve the Temporal UI's remote codec (POST /decode, /encode) with TEMPORAL_PAYLOAD_ENCRYPTION_KEY.
+
+    Point the UI at it (Data Encoder settings, or TEMPORAL_CODEC_ENDPOINT) to read encrypted
+    payloads; see docs/operators.md. Exit 2 when the key is missing or the bind needs a token."""
+    import uvicorn
+
+    from cli.codec_server import DEFAULT_UI_ORIGINS, build
+    from cli.direct import EXIT_USAGE, fail
+
+    origins = ui_origin or list(DEFAULT_UI_ORIGINS)
+    try:
+        codec_app, codec, authenticated = build(host, origins)
+    except ValueError as exc:
+        fail(f"codec-server: {exc}", EXIT_USAGE)
+    auth = "Bearer token required" if authenticated else "no token (loopback only)"
+    typer.echo(
+        f"codec server on http://{host}:{port} for {', '.join(origins)}; encrypts with key {codec.current_id}, "
+        f"decrypts {', '.join(codec.key_ids)}; {auth}"
+    )
+    uvicorn.run(codec_app, host=host, port=port, log_level="warning")
+
+
 @ledger_app.command("check")
 def ledger_check(as_json: AsReport = False) -> None:
     """Every invariant of domain.md §3.5 (1-7) in one REPEATABLE READ snapshot; exit 1 on a violation."""
@@ -286,28 +318,33 @@ def history_export(
 ) -> None:
     """The workflow's event history as JSON, as `temporal workflow show --output json` writes it.
 
-    Payloads are written as stored (base64 of their JSON): no payload codec is applied.
+    Payloads encrypted by the payload codec are decoded with TEMPORAL_PAYLOAD_ENCRYPTION_KEY
+    (or one of TEMPORAL_PAYLOAD_ENCRYPTION_PREVIOUS_KEYS); the others are written as stored
+    (base64 of their JSON).
 
-    Payload encryption (TEMPORAL_PAYLOAD_ENCRYPTION_KEY) is not implemented in this version.
-
-    Exit 1 when the workflow is not found, 3 when Temporal cannot be reached."""
+    Exit 1 when the workflow is not found or a payload's key is unknown, 3 when Temporal
+    cannot be reached."""
+    from api.payload_codec import PayloadKeyError
     from cli.direct import EXIT_PROBLEM, fail, load_settings
     from cli.history import WorkflowNotFound, export_history
 
     settings = load_settings()
-    if settings.temporal_payload_encryption_key is not None:
-        typer.echo(
-            "warning: TEMPORAL_PAYLOAD_ENCRYPTION_KEY is set but not implemented; payloads are as stored", err=True
-        )
     try:
         exported = asyncio.run(export_history(settings, workflow_id, run_id))
-    except WorkflowNotFound as exc:
+    except (WorkflowNotFound, PayloadKeyError) as exc:
         fail(str(exc), EXIT_PROBLEM)
+    if exported.still_encrypted:
+        typer.echo(
+            f"warning: {exported.still_encrypted} payloads are encrypted and TEMPORAL_PAYLOAD_ENCRYPTION_KEY "
+            "is not set; written as stored",
+            err=True,
+        )
     if output is None:
         typer.echo(exported.document)
         return
     output.write_text(exported.document + "\n")
-    summary = {"workflow_id": workflow_id, "events": exported.events, "file": str(output)}
+    summary = {"workflow_id": workflow_id, "events": exported.events, "decoded_payloads": exported.decoded}
+    summary["file"] = str(output)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
