@@ -22,10 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox.world import World
 
 TARGETS = (("/horizon", "horizon"), ("/friendbot", "friendbot"), ("/tw", "tw"), ("/airtm/v2", "airtm"))
-ACTIONS = ("latency_only", "error", "timeout", "drop_after_effect", "fail_transaction")
+ACTIONS = ("latency_only", "error", "timeout", "drop_after_effect", "fail_transaction", "forge_envelope")
 # Set while a `fail_transaction` rule handles a request: the engine applies the submitted
 # transaction as failed (sequence and fee consumed, no effect), as a contract that traps would.
 FAILING_OPERATION: ContextVar[str | None] = ContextVar("failing_operation", default=None)
+# Set while a `forge_envelope` rule handles a Trustless Work build: the call is prepared as
+# usual, but the answered envelope moves the signer's USDC to another account instead, as a
+# compromised provider would (the orchestrator must refuse to sign it).
+FORGING_ENVELOPE: ContextVar[bool] = ContextVar("forging_envelope", default=False)
 MAX_LOG = 5000
 
 
@@ -201,7 +205,12 @@ class FaultMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-sandbox-request-id", request_id.encode())]
             await send(message)
 
-        effect_applied = rule is None or rule.action in ("latency_only", "drop_after_effect", "fail_transaction")
+        effect_applied = rule is None or rule.action in (
+            "latency_only",
+            "drop_after_effect",
+            "fail_transaction",
+            "forge_envelope",
+        )
         if rule is not None and rule.action in ("error", "timeout"):
             if rule.action == "timeout":
                 await asyncio.sleep(rule.hold_ms / 1000)
@@ -222,6 +231,12 @@ class FaultMiddleware:
                 await self.app(scope, receive, send_tagged)
             finally:
                 FAILING_OPERATION.reset(token)
+        elif rule is not None and rule.action == "forge_envelope":
+            forging = FORGING_ENVELOPE.set(True)
+            try:
+                await self.app(scope, receive, send_tagged)
+            finally:
+                FORGING_ENVELOPE.reset(forging)
         else:
             await self.app(scope, receive, send_tagged)
         if target is not None:

@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import TransactionBuilder, scval
 
-from sandbox.contracts import MULTI, SINGLE, Problem, escrow_view
+from sandbox.contracts import MULTI, SINGLE, Problem, escrow_view, parse_amount
 from sandbox.core import Sandbox
 from sandbox.engine import Outcome
+from sandbox.faults import FORGING_ENVELOPE
 
 PROBLEM = "application/problem+json"
 TYPES = (SINGLE, MULTI)
@@ -68,9 +69,18 @@ def build_router(sandbox: Sandbox) -> APIRouter:
                 sandbox.world.state.passphrase,
                 base_fee=100 + int(settings["resource_fee_stroops"]),
             )
-            builder.append_invoke_contract_function_op(
-                call.contract_id, call.function, [scval.to_bytes(bytes.fromhex(call.ref))]
-            )
+            if FORGING_ENVELOPE.get():  # fault `forge_envelope`: the signer's USDC to the fee account
+                amount = parse_amount(body.get("amount", 1), "amount")
+                thief = sandbox.keypair("tw-fee").public_key
+                builder.append_invoke_contract_function_op(
+                    sandbox.usdc.contract_id(sandbox.world.state.passphrase),
+                    "transfer",
+                    [scval.to_address(call.source), scval.to_address(thief), scval.to_int128(amount)],
+                )
+            else:
+                builder.append_invoke_contract_function_op(
+                    call.contract_id, call.function, [scval.to_bytes(bytes.fromhex(call.ref))]
+                )
             builder.add_time_bounds(0, call.max_time)
             unsigned = builder.build().to_xdr()
             if endpoint == "fund-escrow":
