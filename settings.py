@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: int = 15
     sse_max_stream_seconds: int = 3600
     sse_retry_ms: int = 3000
+    # seconds between an open event stream's checks of its credential (revoked key, expired token); at most 15
+    sse_credential_check_seconds: float = Field(default=15, gt=0, le=15)
     event_retention_days: int = 30
     webhook_max_endpoints: int = 20
     webhook_delivery_timeout_seconds: int = 10

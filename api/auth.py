@@ -24,12 +24,50 @@ MASTER_NAMESPACE = "master"
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Whose data a credential reads: everyone's, or one user's (a user-bound token, api.md §4).
+
+    Routers and repositories ask it, never the credential, so the narrowing rules live here:
+    a resource is visible when it involves the user; a list is narrowed to the user."""
+
+    user_id: str | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self.user_id is not None
+
+    def sees(self, *involved: str | None) -> bool:
+        """May it read a resource involving these users (a user itself, a buyer and a seller, ...)?"""
+        return self.user_id is None or self.user_id in involved
+
+    def user_filter(self, requested: str | None) -> str | None:
+        """The `user_id` a list or stream keeps: the bound user whatever was asked. An explicit
+        filter for another user is `404 USER_NOT_FOUND`, never a hint that it exists."""
+        if self.user_id is None:
+            return requested
+        if requested is not None and requested != self.user_id:
+            raise OfferhubError(ErrorCode.USER_NOT_FOUND, f"User {requested} not found", {"user_id": requested})
+        return self.user_id
+
+
+EVERYONE = Audience()
+
+
+@dataclass(frozen=True)
 class Credential:
     type: CredentialType
     key_id: str | None  # the API key (a token's parent); None for the master key
     name: str | None
     scopes: tuple[str, ...]
     expires_at: datetime | None = None
+    user_id: str | None = None  # a user-bound token's user
+
+    @property
+    def audience(self) -> Audience:
+        return Audience(self.user_id) if self.user_id is not None else EVERYONE
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     @property
     def namespace(self) -> str:
@@ -71,7 +109,7 @@ async def resolve(services: Services, secret: str) -> Credential:
         if key is None:
             raise invalid_key()
         scopes = tuple(s for s in claims.scopes if s in key.scopes)
-        return Credential("token", key.id, key.name, scopes, claims.expires_at)
+        return Credential("token", key.id, key.name, scopes, claims.expires_at, claims.user_id)
     parts = credentials.split_api_key(secret)
     if parts is None:
         raise invalid_key()
@@ -93,6 +131,16 @@ async def resolve(services: Services, secret: str) -> Credential:
             await _touch(services, key.id)
             return Credential("api_key", key.id, key.name, tuple(key.scopes))
     raise invalid_key()
+
+
+async def still_valid(services: Services, credential: Credential) -> bool:
+    """Whether a credential accepted earlier still would be: not expired, its key not revoked
+    (a long-lived event stream asks this every SSE_CREDENTIAL_CHECK_SECONDS)."""
+    if credential.expired(utcnow()):
+        return False
+    if credential.key_id is None:
+        return True
+    return await _active_key_by_id(services, credential.key_id) is not None
 
 
 async def _active_key_by_id(services: Services, key_id: str) -> ApiKey | None:

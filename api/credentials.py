@@ -2,7 +2,8 @@
 
 Keys are `ohk_test_`/`ohk_live_` + 43 URL-safe chars (32 random bytes), stored only as
 `HMAC-SHA256(salt, secret)`. Tokens are `ohk_tok_<b64(payload)>.<b64(hmac)>`, nothing
-stored. Every comparison is constant-time.
+stored: the payload holds the parent key, scopes, expiry and, for a user-bound token, the
+user. Every comparison is constant-time.
 """
 
 from __future__ import annotations
@@ -75,13 +76,18 @@ class TokenClaims:
     api_key_id: str
     scopes: tuple[str, ...]
     expires_at: datetime
+    user_id: str | None = None  # a user-bound token reads only this user (api.md §4)
 
 
 def sign_token(claims: TokenClaims, secret: bytes) -> str:
-    payload = json.dumps(
-        {"k": claims.api_key_id, "s": list(claims.scopes), "e": int(claims.expires_at.timestamp())},
-        separators=(",", ":"),
-    ).encode()
+    fields: dict[str, object] = {
+        "k": claims.api_key_id,
+        "s": list(claims.scopes),
+        "e": int(claims.expires_at.timestamp()),
+    }
+    if claims.user_id is not None:
+        fields["u"] = claims.user_id
+    payload = json.dumps(fields, separators=(",", ":")).encode()
     signature = hmac.new(secret, payload, hashlib.sha256).digest()
     return f"{TOKEN_PREFIX}{_b64(payload)}.{_b64(signature)}"
 
@@ -100,10 +106,14 @@ def read_token(token: str, secret: bytes, now: datetime) -> TokenClaims | None:
         return None
     try:
         data = json.loads(payload)
+        user_id = data.get("u")
         claims = TokenClaims(
-            str(data["k"]), tuple(str(s) for s in data["s"]), datetime.fromtimestamp(int(data["e"]), UTC)
+            str(data["k"]),
+            tuple(str(s) for s in data["s"]),
+            datetime.fromtimestamp(int(data["e"]), UTC),
+            None if user_id is None else str(user_id),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return claims if claims.expires_at > now else None
 

@@ -519,7 +519,7 @@ class TokenPublic(Public):
     scopes: list[Literal["read", "write", "support"]]
     expires_at: Time
     created_at: Time
-    user_id: str | None = Field(default=None, description="the user a bound token reads (null when unbound)")
+    user_id: str | None = Field(description="the user a bound token reads (null when unbound)")
 
 
 class WebhookEndpointPublic(Public):
@@ -996,6 +996,12 @@ def document(schema: Json, rules: dict[str, RoutePolicy]) -> Json:
                 operation.get("responses", {}).pop("422", None)
                 continue
             operation["responses"] = responses_for(operation_id, rule, method.upper(), path)
+            if rule.access is Access.SCOPED:
+                operation["description"] = (operation.get("description") or "") + (
+                    " A user-bound token reads only its user's data here (api.md §4)."
+                    if rule.user_reads
+                    else " Refused to a user-bound token (403 INSUFFICIENT_SCOPE)."
+                )
             if rule.retention is not None:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_PARAMETER)
     return schema

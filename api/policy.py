@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import auth, ratelimit
-from api.auth import Credential
+from api.auth import EVERYONE, Audience, Credential
 from api.errors import ApiJSONResponse, error_response, internal_error, validation_error
 from api.idempotency import KEY_PATTERN, Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
 from api.repositories.locations import at_location
@@ -62,6 +62,9 @@ class RoutePolicy:
     mode: str | None = None  # PAYMENT_PROVIDER the endpoint needs (else 409 PROVIDER_NOT_ENABLED)
     query_token: bool = False  # a token may come as `?access_token=` (EventSource cannot set headers)
     raw_body: bool = False  # the handler reads the raw body itself (signed provider webhooks: verified before parsing)
+    # a user-bound token may call it: the handler narrows what it reads to the token's user
+    # (`RequestContext.audience`); every other scoped route refuses such a token with 403
+    user_reads: bool = False
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,9 +81,10 @@ def policy(
     mode: str | None = None,
     query_token: bool = False,
     raw_body: bool = False,
+    user_reads: bool = False,
 ) -> Callable[[F], F]:
     rule = RoutePolicy(
-        access, scope, retention, creates, secret_fields, maintenance_exempt, mode, query_token, raw_body
+        access, scope, retention, creates, secret_fields, maintenance_exempt, mode, query_token, raw_body, user_reads
     )
 
     def attach(endpoint: F) -> F:
@@ -107,6 +111,11 @@ class RequestContext:
     @property
     def actor(self) -> tuple[str, str | None]:
         return self.credential.actor if self.credential else ("system", None)
+
+    @property
+    def audience(self) -> Audience:
+        """Whose data the caller reads (everyone's, unless it holds a user-bound token)."""
+        return self.credential.audience if self.credential else EVERYONE
 
 
 def _context(request: Request) -> RequestContext:
@@ -149,6 +158,12 @@ async def authenticate(rule: RoutePolicy, request: Request, services: Services) 
         raise OfferhubError(
             ErrorCode.INSUFFICIENT_SCOPE,
             f"This endpoint requires the `{rule.scope}` scope",
+            {"required_scope": rule.scope, "current_scopes": list(credential.scopes)},
+        )
+    if rule.access is Access.SCOPED and credential.audience.bound and not rule.user_reads:
+        raise OfferhubError(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            "A user-bound token reads only its user's data; this endpoint needs an unbound credential",
             {"required_scope": rule.scope, "current_scopes": list(credential.scopes)},
         )
     return credential

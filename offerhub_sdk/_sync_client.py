@@ -884,6 +884,9 @@ class Tokens(_Resource):
         user_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Token:
+        """A short-lived token for a browser or another less trusted caller. With `user_id` (and
+        `scopes=["read"]`) the token is user-bound: it reads only that user, its orders, top-ups,
+        withdrawals, disputes and events; every other read answers 403, another user's data 404."""
         body = {
             "api_key_id": api_key_id,
             "scopes": [*scopes] if scopes is not None else None,

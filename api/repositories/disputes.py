@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Select, or_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
+from api.auth import EVERYONE, Audience
 from models.ids import IdPrefix, is_id
 from models.money import format_cents
 from models.tables import Dispute, DisputeComment
@@ -55,10 +58,19 @@ def comment_view(c: DisputeComment) -> dict[str, Any]:
     }
 
 
-async def find(session: AsyncSession, dispute_id: str) -> Dispute | None:
+async def find(session: AsyncSession, dispute_id: str, audience: Audience = EVERYONE) -> Dispute | None:
+    """The dispute, or None (wrong prefix, or an order neither party of which is the audience's user)."""
     if not is_id(dispute_id, IdPrefix.DISPUTE):
         return None
-    return await session.get(Dispute, dispute_id, populate_existing=True)
+    found = await session.get(Dispute, dispute_id, populate_existing=True)
+    return found if found is not None and audience.sees(found.buyer_id, found.seller_id) else None
+
+
+def readable(query: Select[Any], audience: Audience) -> Select[Any]:
+    """`query` narrowed to the disputes the audience sees: of orders its user buys or sells in."""
+    if audience.user_id is None:
+        return query
+    return query.where(or_(col(Dispute.buyer_id) == audience.user_id, col(Dispute.seller_id) == audience.user_id))
 
 
 async def find_comment(session: AsyncSession, comment_id: str) -> DisputeComment | None:

@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from api.auth import EVERYONE, Audience
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
 from models.money import format_cents
@@ -127,17 +128,18 @@ async def views(session: AsyncSession, orders: list[Order]) -> list[dict[str, An
     return [order_view(o, escrows.get(o.id), milestones.get(o.id, []), disputes.get(o.id)) for o in orders]
 
 
-async def load(session: AsyncSession, order_id: str) -> Order:
+async def load(session: AsyncSession, order_id: str, audience: Audience = EVERYONE) -> Order:
+    """The order, or 404 ORDER_NOT_FOUND (wrong prefix, or neither party is the audience's user)."""
     if not is_id(order_id, IdPrefix.ORDER):
         raise not_found(order_id)
     order = await session.get(Order, order_id, populate_existing=True)
-    if order is None:
+    if order is None or not audience.sees(order.buyer_id, order.seller_id):
         raise not_found(order_id)
     return order
 
 
-async def view(session: AsyncSession, order_id: str) -> dict[str, Any]:
-    return (await views(session, [await load(session, order_id)]))[0]
+async def view(session: AsyncSession, order_id: str, audience: Audience = EVERYONE) -> dict[str, Any]:
+    return (await views(session, [await load(session, order_id, audience)]))[0]
 
 
 def in_flight(order: Order, escrow: Escrow | None) -> bool:
@@ -168,9 +170,9 @@ async def milestones_of(session: AsyncSession, order_id: str) -> list[Milestone]
     return list((await session.execute(select(Milestone).where(col(Milestone.order_id) == order_id))).scalars())
 
 
-async def milestone(session: AsyncSession, order_id: str, ref: str) -> Milestone:
+async def milestone(session: AsyncSession, order_id: str, ref: str, audience: Audience = EVERYONE) -> Milestone:
     """By `ms_` ID or `milestone_ref`, within the order."""
-    await load(session, order_id)
+    await load(session, order_id, audience)
     field = col(Milestone.id) if ref.startswith("ms_") else col(Milestone.milestone_ref)
     found = (
         await session.execute(select(Milestone).where(col(Milestone.order_id) == order_id, field == ref))

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import EVERYONE, Audience
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
 from models.money import format_cents
@@ -52,9 +53,10 @@ async def find(session: AsyncSession, topup_id: str) -> Topup | None:
     return await session.get(Topup, topup_id, populate_existing=True)
 
 
-async def load(session: AsyncSession, topup_id: str) -> Topup:
+async def load(session: AsyncSession, topup_id: str, audience: Audience = EVERYONE) -> Topup:
+    """The top-up, or 404 TOPUP_NOT_FOUND (wrong prefix, or another user's for a user-bound audience)."""
     found = await find(session, topup_id)
-    if found is None:
+    if found is None or not audience.sees(found.user_id):
         raise not_found(topup_id)
     return found
 

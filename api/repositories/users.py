@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from api.auth import EVERYONE, Audience
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
 from models.money import format_cents
@@ -56,13 +57,16 @@ def not_found(user_id: str, field: str | None = None) -> OfferhubError:
     return OfferhubError(ErrorCode.USER_NOT_FOUND, f"User {user_id} not found", details)
 
 
-async def load(session: AsyncSession, user_id: str) -> UserRecord:
-    """The user with balance and primary wallet, or 404 USER_NOT_FOUND (wrong prefix included)."""
-    if not is_id(user_id, IdPrefix.USER):
-        raise not_found(user_id)
+async def load(
+    session: AsyncSession, user_id: str, audience: Audience = EVERYONE, *, field: str | None = None
+) -> UserRecord:
+    """The user with balance and primary wallet, or 404 USER_NOT_FOUND (wrong prefix, or a user
+    the audience does not see, included; `field`: the body field that named it)."""
+    if not is_id(user_id, IdPrefix.USER) or not audience.sees(user_id):
+        raise not_found(user_id, field)
     user = await session.get(User, user_id)
     if user is None:
-        raise not_found(user_id)
+        raise not_found(user_id, field)
     return (await complete(session, [user]))[0]
 
 
@@ -96,6 +100,7 @@ async def complete(session: AsyncSession, users: list[User]) -> list[UserRecord]
 
 def list_query(
     *,
+    audience: Audience,
     type: str | None,
     status: str | None,
     external_user_id: str | None,
@@ -104,6 +109,8 @@ def list_query(
     created_before: datetime | None,
 ) -> Any:
     query = select(User)
+    if audience.user_id is not None:  # a user-bound token lists only its user
+        query = query.where(col(User.id) == audience.user_id)
     if type is not None:
         query = query.where(col(User.type) == type)
     if status is not None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import EVERYONE, Audience
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
 from models.money import format_cents
@@ -54,10 +55,10 @@ async def find(session: AsyncSession, withdrawal_id: str) -> Withdrawal | None:
     return await session.get(Withdrawal, withdrawal_id, populate_existing=True)
 
 
-async def load(session: AsyncSession, withdrawal_id: str) -> Withdrawal:
-    """The withdrawal, or 404 WITHDRAWAL_NOT_FOUND (wrong prefix included)."""
+async def load(session: AsyncSession, withdrawal_id: str, audience: Audience = EVERYONE) -> Withdrawal:
+    """The withdrawal, or 404 WITHDRAWAL_NOT_FOUND (wrong prefix, or another user's for a user-bound audience)."""
     found = await find(session, withdrawal_id)
-    if found is None:
+    if found is None or not audience.sees(found.user_id):
         raise not_found(withdrawal_id)
     return found
 

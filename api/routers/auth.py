@@ -14,6 +14,8 @@ from api import credentials
 from api.errors import ApiJSONResponse
 from api.pagination import CursorQuery, LimitQuery, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
+from api.repositories import users as users_repo
+from api.services import Services
 from models.audit import audit_entry
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
@@ -42,6 +44,7 @@ class TokenCreate(BaseModel):
     api_key_id: str | None = None
     scopes: list[Scope] | None = Field(default=None, min_length=1)
     ttl_seconds: int | None = Field(default=None, ge=60, le=86400)
+    user_id: str | None = Field(default=None, description="bind the token to this user (scopes must be [\"read\"])")
 
 
 def api_key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
@@ -193,24 +196,36 @@ async def create_token(services: ServicesDep, context: ContextDep, body: TokenCr
     ttl = body.ttl_seconds or settings.token_default_ttl_seconds
     if ttl > settings.token_max_ttl_seconds:
         raise _field_error("ttl_seconds", f"must be at most {settings.token_max_ttl_seconds}")
+    if body.user_id is not None:
+        await _bindable(services, body.user_id, scopes)
     now = utcnow()
     # tokens carry whole seconds; the answer shows exactly what the token holds
     expires_at = (now + timedelta(seconds=ttl)).replace(microsecond=0)
-    claims = credentials.TokenClaims(key_id, tuple(scopes), expires_at)
+    claims = credentials.TokenClaims(key_id, tuple(scopes), expires_at, body.user_id)
     token = credentials.sign_token(claims, settings.token_secret)
     async with services.sessions() as session, session.begin():
-        session.add(_audit(context, "TOKEN_ISSUED", key_id, after={"scopes": scopes, "ttl_seconds": ttl}))
+        issued = {"scopes": scopes, "ttl_seconds": ttl, "user_id": body.user_id}
+        session.add(_audit(context, "TOKEN_ISSUED", key_id, user_id=body.user_id, after=issued))
     return ApiJSONResponse(
         {
             "token": token,
             "token_type": "Bearer",
             "api_key_id": key_id,
             "scopes": scopes,
+            "user_id": body.user_id,
             "expires_at": iso(claims.expires_at),
             "created_at": iso(now),
         },
         status_code=201,
     )
+
+
+async def _bindable(services: Services, user_id: str, scopes: list[str]) -> None:
+    """A user-bound token only reads (api.md §4), and only an existing user."""
+    if scopes != ["read"]:
+        raise _field_error("user_id", 'a user-bound token takes scopes ["read"] only')
+    async with services.sessions() as session:
+        await users_repo.load(session, user_id, field="user_id")
 
 
 def _field_error(field: str, message: str) -> OfferhubError:

@@ -9,6 +9,7 @@ from pydantic import AnyUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import col
 
+from api.auth import EVERYONE, Audience
 from api.errors import ApiJSONResponse
 from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
@@ -61,9 +62,9 @@ class CommentCreate(BaseModel):
     visibility: Literal["PUBLIC", "INTERNAL"] = "PUBLIC"
 
 
-async def _load(services: Services, dispute_id: str) -> Dispute:
+async def _load(services: Services, dispute_id: str, audience: Audience = EVERYONE) -> Dispute:
     async with services.sessions() as session:
-        found = await dispute_repo.find(session, dispute_id)
+        found = await dispute_repo.find(session, dispute_id, audience)
     if found is not None:
         return found
     raise OfferhubError(ErrorCode.DISPUTE_NOT_FOUND, f"Dispute {dispute_id} not found", {"dispute_id": dispute_id})
@@ -116,9 +117,10 @@ async def open_dispute(order_id: str, body: DisputeOpen, services: ServicesDep, 
 
 
 @router.get("/disputes", operation_id="disputes-list", summary="List disputes")
-@policy(Access.SCOPED, "read")
+@policy(Access.SCOPED, "read", user_reads=True)
 async def list_disputes(
     services: ServicesDep,
+    context: ContextDep,
     order_id: Annotated[str | None, Query()] = None,
     status: Annotated[Literal["OPEN", "UNDER_REVIEW", "RESOLVED"] | None, Query()] = None,
     opened_by: Annotated[Literal["BUYER", "SELLER"] | None, Query()] = None,
@@ -136,17 +138,20 @@ async def list_disputes(
             {"fields": [{"field": "order_id", "message": "wrong prefix"}]},
         )
     after, before = time_range(created_after, created_before)
-    query = narrowed(
-        Dispute,
-        [
-            (Dispute.order_id, order_id),
-            (Dispute.status, status),
-            (Dispute.opened_by, opened_by),
-            (Dispute.reason, reason),
-            (Dispute.assigned_to, assigned_to),
-        ],
-        after,
-        before,
+    query = dispute_repo.readable(
+        narrowed(
+            Dispute,
+            [
+                (Dispute.order_id, order_id),
+                (Dispute.status, status),
+                (Dispute.opened_by, opened_by),
+                (Dispute.reason, reason),
+                (Dispute.assigned_to, assigned_to),
+            ],
+            after,
+            before,
+        ),
+        context.audience,
     )
     async with services.sessions() as session:
         return await page(
@@ -161,9 +166,9 @@ async def list_disputes(
 
 
 @router.get("/disputes/{dispute_id}", operation_id="disputes-get", summary="Get a dispute")
-@policy(Access.SCOPED, "read")
-async def get_dispute(dispute_id: str, services: ServicesDep) -> dict[str, Any]:
-    return dispute_view(await _load(services, dispute_id))
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_dispute(dispute_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
+    return dispute_view(await _load(services, dispute_id, context.audience))
 
 
 async def _act(services: Services, context: RequestContext, dispute: Dispute, update: str, arg: Any) -> ApiJSONResponse:
@@ -257,7 +262,7 @@ async def add_comment(
 
 
 @router.get("/disputes/{dispute_id}/comments", operation_id="disputes-comments", summary="List comments")
-@policy(Access.SCOPED, "read")
+@policy(Access.SCOPED, "read", user_reads=True)
 async def list_comments(
     dispute_id: str,
     services: ServicesDep,
@@ -265,7 +270,7 @@ async def list_comments(
     limit: int = LimitQuery,
     cursor: str | None = CursorQuery,
 ) -> dict[str, Any]:
-    await _load(services, dispute_id)
+    await _load(services, dispute_id, context.audience)
     query = select(DisputeComment).where(col(DisputeComment.dispute_id) == dispute_id)
     credential = context.credential
     if credential is None or "support" not in credential.scopes:

@@ -2,7 +2,10 @@
 
 Only sequenced events are served (`seq`, given by the worker's sequencer after commit), so a
 cursor never skips an event that commits late. Streams poll PostgreSQL for new rows every
-POLL_SECONDS; nothing is lost if a stream misses a poll."""
+POLL_SECONDS; nothing is lost if a stream misses a poll. A stream re-checks its credential every
+SSE_CREDENTIAL_CHECK_SECONDS (≤ 15 s; a token's expiry at every poll) and ends with a final
+`event: error` (`INVALID_API_KEY`) once its key is revoked or its token expired. A user-bound
+token's list and stream are always narrowed to its user."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from sqlalchemy import Select, false, func, or_, select
 from sqlmodel import col
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from api import auth
+from api.auth import Audience, Credential
 from api.pagination import CursorQuery, LimitQuery, check_limit, envelope
 from api.policy import Access, ContextDep, GuardedRoute, ServicesDep, policy
 from api.schemas import field_error, query_time
@@ -62,9 +67,12 @@ class Filters:
         return query
 
 
-def _filters(user_id: str | None, types: str | None, resource_type: str | None, resource_id: str | None) -> Filters:
+def _filters(
+    audience: Audience, user_id: str | None, types: str | None, resource_type: str | None, resource_id: str | None
+) -> Filters:
     if user_id is not None and not is_id(user_id, IdPrefix.USER):
         raise field_error("user_id", "must be a usr_ ID")
+    user_id = audience.user_filter(user_id)  # forced for a user-bound token
     if resource_type is not None and resource_type not in RESOURCE_TYPES:
         raise field_error("resource_type", f"must be one of {', '.join(RESOURCE_TYPES)}")
     try:
@@ -74,11 +82,14 @@ def _filters(user_id: str | None, types: str | None, resource_type: str | None, 
     return Filters(user_id, patterns, resource_type, resource_id)
 
 
-async def _seq_of(services: Services, event_id: str, field_name: str) -> int:
-    """The sequence number of a retained, sequenced event (the resume point of a cursor)."""
+async def _seq_of(services: Services, event_id: str, field_name: str, audience: Audience) -> int:
+    """The sequence number of a retained, sequenced event the audience sees (a cursor's resume point)."""
     if is_id(event_id, IdPrefix.EVENT):
+        query = select(col(Event.seq)).where(col(Event.id) == event_id)
+        if audience.user_id is not None:
+            query = query.where(col(Event.user_ids).contains([audience.user_id]))
         async with services.sessions() as session:
-            seq = await session.scalar(select(col(Event.seq)).where(col(Event.id) == event_id))
+            seq = await session.scalar(query)
         if seq is not None:
             return int(seq)
     raise field_error(field_name, "not a retained event id")
@@ -97,7 +108,7 @@ async def _after_time(services: Services, since: datetime) -> int:
 
 
 @router.get("/events", operation_id="events-list", summary="Events: JSON list, or a live stream (text/event-stream)")
-@policy(Access.SCOPED, "read", query_token=True)
+@policy(Access.SCOPED, "read", query_token=True, user_reads=True)
 async def list_events(
     request: Request,
     services: ServicesDep,
@@ -113,23 +124,24 @@ async def list_events(
     access_token: Annotated[str | None, Query(description="a token, for EventSource clients")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Any:
-    filters = _filters(user_id, types, resource_type, resource_id)
+    audience = context.audience
+    filters = _filters(audience, user_id, types, resource_type, resource_id)
     start = query_time("since", since)
     check_limit(limit)
     if "text/event-stream" in request.headers.get("accept", ""):
         resume: int | None = None
         if last_event_id:
-            resume = await _seq_of(services, last_event_id, "Last-Event-ID")
+            resume = await _seq_of(services, last_event_id, "Last-Event-ID", audience)
         elif cursor is not None:
-            resume = await _seq_of(services, cursor, "cursor")
+            resume = await _seq_of(services, cursor, "cursor", audience)
         elif start is not None:
             resume = await _after_time(services, start)
         credential = context.credential
         assert credential is not None
-        return await _stream(request, services, credential.namespace, filters, resume)
+        return await _stream(request, services, credential, filters, resume)
     query = filters.apply(select(Event))
     if cursor is not None:
-        anchor = await _seq_of(services, cursor, "cursor")
+        anchor = await _seq_of(services, cursor, "cursor", audience)
         query = query.where(col(Event.seq) > anchor if order == "asc" else col(Event.seq) < anchor)
     elif start is not None:
         query = query.where(col(Event.occurred_at) >= start)
@@ -178,8 +190,10 @@ def _registry(request: Request) -> StreamRegistry:
 
 
 async def _stream(
-    request: Request, services: Services, credential_id: str, filters: Filters, resume: int | None
+    request: Request, services: Services, credential: Credential, filters: Filters, resume: int | None
 ) -> EventSourceResponse:
+    credential_id = credential.namespace
+    check_every = services.settings.sse_credential_check_seconds
     registry = _registry(request)
     ended = registry.claim(credential_id, filters.user_id)
     if resume is None:  # live only: from the newest event now
@@ -190,7 +204,16 @@ async def _stream(
         try:
             yield ServerSentEvent(retry=3000)
             deadline = time.monotonic() + STREAM_SECONDS
+            next_check = time.monotonic() + check_every
             while not ended.is_set() and time.monotonic() < deadline:
+                lapsed = credential.expired(utcnow())
+                if not lapsed and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + check_every
+                    lapsed = not await auth.still_valid(services, credential)
+                if lapsed:  # the key was revoked or the token expired: say so, then end
+                    refusal = json.dumps(auth.invalid_key().body(), separators=(",", ":"))
+                    yield ServerSentEvent(event="error", data=refusal)
+                    return
                 async with services.sessions() as session:
                     rows = (
                         (

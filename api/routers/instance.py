@@ -23,15 +23,18 @@ async def get_me(services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     assert credential is not None
     marketplace = await marketplace_row(services)
     state = await services.maintenance.current(services)
+    shown: dict[str, Any] = {
+        "type": credential.type,
+        "id": credential.key_id,
+        "name": credential.name,
+        "scopes": list(credential.scopes),
+        "expires_at": iso(credential.expires_at),
+    }
+    if credential.type == "token":  # the user a token is bound to, or null (absent for API keys)
+        shown["user_id"] = credential.user_id
     return {
         "marketplace_id": marketplace.id,
-        "credential": {
-            "type": credential.type,
-            "id": credential.key_id,
-            "name": credential.name,
-            "scopes": list(credential.scopes),
-            "expires_at": iso(credential.expires_at),
-        },
+        "credential": shown,
         "environment": settings.offerhub_environment,
         "payment_provider": settings.payment_provider,
         "maintenance": state.enabled,

@@ -219,9 +219,10 @@ async def create_order(body: OrderCreate, services: ServicesDep, context: Contex
 
 
 @router.get("/orders", operation_id="orders-list", summary="List orders")
-@policy(Access.SCOPED, "read")
+@policy(Access.SCOPED, "read", user_reads=True)
 async def list_orders(
     services: ServicesDep,
+    context: ContextDep,
     status: Annotated[OrderStatus | None, Query()] = None,
     buyer_id: Annotated[str | None, Query()] = None,
     seller_id: Annotated[str | None, Query()] = None,
@@ -240,7 +241,7 @@ async def list_orders(
         status=status.value if status else None,
         buyer_id=buyer_id,
         seller_id=seller_id,
-        user_id=user_id,
+        user_id=context.audience.user_filter(user_id),  # a user-bound token: its orders as buyer or seller
         client_order_ref=client_order_ref,
         created_after=after,
         created_before=before,
@@ -253,10 +254,10 @@ async def list_orders(
 
 
 @router.get("/orders/{order_id}", operation_id="orders-get", summary="Get an order")
-@policy(Access.SCOPED, "read")
-async def get_order(order_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_order(order_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        return await repo.view(session, order_id)
+        return await repo.view(session, order_id, context.audience)
 
 
 async def _act(
@@ -364,18 +365,18 @@ async def refund(order_id: str, body: RefundBody, services: ServicesDep, context
 
 
 @router.get("/orders/{order_id}/milestones", operation_id="milestones-list", summary="Milestones by position")
-@policy(Access.SCOPED, "read")
-async def list_milestones(order_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def list_milestones(order_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        view = await repo.view(session, order_id)
+        view = await repo.view(session, order_id, context.audience)
     return {"data": view["milestones"], "pagination": {"has_more": False, "next_cursor": None}}
 
 
 @router.get("/orders/{order_id}/milestones/{milestone}", operation_id="milestones-get", summary="One milestone")
-@policy(Access.SCOPED, "read")
-async def get_milestone(order_id: str, milestone: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_milestone(order_id: str, milestone: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        return repo.milestone_view(await repo.milestone(session, order_id, milestone))
+        return repo.milestone_view(await repo.milestone(session, order_id, milestone, context.audience))
 
 
 async def _milestone_action(

@@ -233,9 +233,10 @@ def _acceptable_url(value: str, *, allow_http: bool) -> bool:
 
 
 @router.get("/topups", operation_id="topups-list", summary="List top-ups (crypto deposits and Airtm pay-ins)")
-@policy(Access.SCOPED, "read")
+@policy(Access.SCOPED, "read", user_reads=True)
 async def list_topups(
     services: ServicesDep,
+    context: ContextDep,
     user_id: Annotated[str | None, Query()] = None,
     status: Annotated[TopupStatus | None, Query()] = None,
     provider: Annotated[Literal["airtm", "crypto"] | None, Query()] = None,
@@ -249,7 +250,11 @@ async def list_topups(
     after, before = time_range(created_after, created_before)
     query = narrowed(
         Topup,
-        [(Topup.user_id, user_id), (Topup.status, status.value if status else None), (Topup.provider, provider)],
+        [
+            (Topup.user_id, context.audience.user_filter(user_id)),
+            (Topup.status, status.value if status else None),
+            (Topup.provider, provider),
+        ],
         after,
         before,
     )
@@ -266,10 +271,10 @@ async def list_topups(
 
 
 @router.get("/topups/{topup_id}", operation_id="topups-get", summary="Get a top-up")
-@policy(Access.SCOPED, "read")
-async def get_topup(topup_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_topup(topup_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        return repo.view(await repo.load(session, topup_id))
+        return repo.view(await repo.load(session, topup_id, context.audience))
 
 
 # actions --------------------------------------------------------------------------------------

@@ -162,9 +162,10 @@ def _record_created(session: Any, user: User, wallet: Wallet | None, context: Re
 
 
 @router.get("/users", operation_id="users-list", summary="List users")
-@policy(Access.SCOPED, "read")
+@policy(Access.SCOPED, "read", user_reads=True)
 async def list_users(
     services: ServicesDep,
+    context: ContextDep,
     type: Annotated[UserType | None, Query()] = None,
     status: Annotated[UserStatus | None, Query()] = None,
     external_user_id: Annotated[str | None, Query()] = None,
@@ -176,6 +177,7 @@ async def list_users(
 ) -> dict[str, Any]:
     after, before = time_range(created_after, created_before)
     query = repo.list_query(
+        audience=context.audience,
         type=type,
         status=status,
         external_user_id=external_user_id,
@@ -192,17 +194,17 @@ async def list_users(
 
 
 @router.get("/users/{user_id}", operation_id="users-get", summary="Get a user")
-@policy(Access.SCOPED, "read")
-async def get_user(user_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_user(user_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        return (await repo.load(session, user_id)).view()
+        return (await repo.load(session, user_id, context.audience)).view()
 
 
 @router.get("/users/{user_id}/balance", operation_id="users-balance", summary="Available and reserved balance")
-@policy(Access.SCOPED, "read")
-async def get_balance(user_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_balance(user_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        return _balance_view(await repo.load(session, user_id))
+        return _balance_view(await repo.load(session, user_id, context.audience))
 
 
 def _balance_view(record: repo.UserRecord) -> dict[str, Any]:
@@ -237,10 +239,10 @@ async def _onchain(services: Services, wallet: Wallet) -> dict[str, Any] | None:
 
 
 @router.get("/users/{user_id}/wallet", operation_id="users-wallet", summary="The user's invisible Stellar wallet")
-@policy(Access.SCOPED, "read", mode="crypto")
-async def get_wallet(user_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", mode="crypto", user_reads=True)
+async def get_wallet(user_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        record = await repo.load(session, user_id)
+        record = await repo.load(session, user_id, context.audience)
     wallet = _crypto_wallet(record)
     account = await _onchain(services, wallet)
     settings = services.settings
@@ -269,10 +271,10 @@ async def get_wallet(user_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/users/{user_id}/wallet/deposit", operation_id="users-deposit", summary="How to add money")
-@policy(Access.SCOPED, "read")
-async def get_deposit(user_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_deposit(user_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        record = await repo.load(session, user_id)
+        record = await repo.load(session, user_id, context.audience)
     settings = services.settings
     if settings.payment_provider == "airtm":
         return {
@@ -305,9 +307,13 @@ async def get_deposit(user_id: str, services: ServicesDep) -> dict[str, Any]:
     operation_id="users-wallet-transactions",
     summary="On-chain payments of the wallet, newest first",
 )
-@policy(Access.SCOPED, "read", mode="crypto")
+@policy(Access.SCOPED, "read", mode="crypto", user_reads=True)
 async def get_wallet_transactions(
-    user_id: str, services: ServicesDep, limit: int = LimitQuery, cursor: str | None = CursorQuery
+    user_id: str,
+    services: ServicesDep,
+    context: ContextDep,
+    limit: int = LimitQuery,
+    cursor: str | None = CursorQuery,
 ) -> dict[str, Any]:
     from api.pagination import check_limit
 
@@ -319,7 +325,7 @@ async def get_wallet_transactions(
             {"fields": [{"field": "cursor", "message": "invalid cursor"}]},
         )
     async with services.sessions() as session:
-        wallet = _crypto_wallet(await repo.load(session, user_id))
+        wallet = _crypto_wallet(await repo.load(session, user_id, context.audience))
     try:
         records = await services.horizon.payments(wallet.public_key, cursor=cursor, order="desc", limit=limit + 1)
     except ProviderError as exc:
@@ -401,10 +407,10 @@ async def _verification(services: Services, record: repo.UserRecord) -> dict[str
     operation_id="users-balance-verify",
     summary="Compare the ledger with the wallet's on-chain USDC",
 )
-@policy(Access.SCOPED, "read", mode="crypto")
-async def verify_balance(user_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", mode="crypto", user_reads=True)
+async def verify_balance(user_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        record = await repo.load(session, user_id)
+        record = await repo.load(session, user_id, context.audience)
     return await _verification(services, record)
 
 

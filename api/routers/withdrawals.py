@@ -193,9 +193,10 @@ def _planned(wd: WithdrawalInput) -> dict[str, Any]:
 
 
 @router.get("/withdrawals", operation_id="withdrawals-list", summary="List withdrawals")
-@policy(Access.SCOPED, "read")
+@policy(Access.SCOPED, "read", user_reads=True)
 async def list_withdrawals(
     services: ServicesDep,
+    context: ContextDep,
     user_id: Annotated[str | None, Query()] = None,
     status: Annotated[WithdrawalStatus | None, Query()] = None,
     destination_type: Annotated[DestinationType | None, Query()] = None,
@@ -210,7 +211,7 @@ async def list_withdrawals(
     query = narrowed(
         Withdrawal,
         [
-            (Withdrawal.user_id, user_id),
+            (Withdrawal.user_id, context.audience.user_filter(user_id)),
             (Withdrawal.status, status.value if status else None),
             (Withdrawal.destination_type, destination_type),
         ],
@@ -230,10 +231,10 @@ async def list_withdrawals(
 
 
 @router.get("/withdrawals/{withdrawal_id}", operation_id="withdrawals-get", summary="Get a withdrawal")
-@policy(Access.SCOPED, "read")
-async def get_withdrawal(withdrawal_id: str, services: ServicesDep) -> dict[str, Any]:
+@policy(Access.SCOPED, "read", user_reads=True)
+async def get_withdrawal(withdrawal_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
     async with services.sessions() as session:
-        return repo.view(await repo.load(session, withdrawal_id))
+        return repo.view(await repo.load(session, withdrawal_id, context.audience))
 
 
 async def _act(
