@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from models.errors import ErrorCode, OfferhubError
+from models.hostile_input import MAX_URL_LENGTH, web_url_problem
 from models.timefmt import parse_query_time
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
@@ -38,8 +39,28 @@ def _visible(value: str) -> str:
     return value
 
 
+def _web_url(value: str) -> str:
+    problem = web_url_problem(value, "test")  # `live` also refuses http: require_web_urls
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def require_web_urls(environment: str, **urls: str | list[str] | None) -> None:
+    """400 naming the first URL the environment refuses (`http` in `live`, any other scheme
+    everywhere): `require_web_urls(env, return_url=..., evidence=[...])`."""
+    for field, given in urls.items():
+        named = [(f"{field}[{i}]", url) for i, url in enumerate(given)] if isinstance(given, list) else [(field, given)]
+        for name, url in named:
+            problem = web_url_problem(url, environment) if url is not None else None
+            if problem is not None:
+                raise field_error(name, problem)
+
+
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata), Field(default_factory=dict)]
 Email = Annotated[str, AfterValidator(_email)]
+# a link shown to people (dispute evidence, Airtm return pages): https, or http outside `live`
+WebUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH), AfterValidator(_web_url)]
 ExternalId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_visible)]
 
 

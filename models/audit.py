@@ -29,6 +29,10 @@ def audit_entry(
 ) -> AuditLog:
     now = utcnow()
     actor_type, actor_id = actor
+    if actor_type == "operator":
+        # a Temporal Signal's `actor` is whatever its sender typed: recorded as claimed, never
+        # as an authenticated identity (anyone with the Temporal UI can send one)
+        after = {**(after or {}), "actor_claimed": True}
     return AuditLog(
         id=new_id(IdPrefix.AUDIT),
         occurred_at=now,

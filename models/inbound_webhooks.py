@@ -6,12 +6,12 @@ live with the API's SQL."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from models.hostile_input import HostileInput, parse_json_document
 from models.ids import IdPrefix
 from models.redaction import redact
 from models.webhooks_io import AIRTM_PAYIN_SIGNAL, AIRTM_PAYOUT_SIGNAL, TRUSTLESS_WORK_SIGNAL
@@ -91,9 +91,9 @@ class Target:
 
 def _document(raw: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise MalformedWebhook("body", "body is not valid JSON") from None
+        document = parse_json_document(raw)
+    except HostileInput as exc:
+        raise MalformedWebhook(exc.field, exc.message) from None
     if not isinstance(document, dict):
         raise MalformedWebhook("body", "must be a JSON object")
     return document

@@ -15,8 +15,10 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-AMOUNT_PATTERN = re.compile(r"^\d+\.\d{2}$")
-STELLAR_AMOUNT_PATTERN = re.compile(r"^\d{1,12}(\.\d{1,7})?$")
+# ASCII digits only: `\d` would take "１２.００" (api.md §1.2); 15 digits before the point
+AMOUNT_PATTERN = re.compile(r"^[0-9]{1,15}\.[0-9]{2}$")
+LOOSE_AMOUNT_PATTERN = re.compile(r"^[0-9]+\.[0-9]{2}$")
+STELLAR_AMOUNT_PATTERN = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,7})?$")
 MAX_CENTS = 9_223_372_036_854_775_807
 STROOPS_PER_CENT = 100_000
 STROOPS_PER_UNIT = 10_000_000
@@ -24,13 +26,15 @@ SUPPORTED_CURRENCIES = ("USD",)
 
 
 class AmountFormatError(ValueError):
-    """A money value that is not a `^\\d+\\.\\d{2}$` string strictly above 0.00."""
+    """A money value that is not a `^[0-9]{1,15}\\.[0-9]{2}$` string strictly above 0.00."""
 
 
 def parse_amount(value: object) -> int:
     """`"120.50"` -> 12050. Anything but a well-formed positive 2-decimal string fails."""
+    if isinstance(value, str) and LOOSE_AMOUNT_PATTERN.fullmatch(value) and not AMOUNT_PATTERN.fullmatch(value):
+        raise AmountFormatError("must have at most 15 digits before the decimal point")
     if not isinstance(value, str) or not AMOUNT_PATTERN.fullmatch(value):
-        raise AmountFormatError('must be a string with exactly 2 decimals, e.g. "120.00"')
+        raise AmountFormatError('must be a string of ASCII digits with exactly 2 decimals, e.g. "120.00"')
     whole, fraction = value.split(".")
     cents = int(whole) * 100 + int(fraction)
     if cents <= 0:
@@ -102,6 +106,8 @@ def json_number_to_cents(value: Decimal | int | str, *, max_decimals: int) -> in
     except InvalidOperation as exc:
         raise ValueError(f"not a number: {value!r}") from exc
     exponent = number.as_tuple().exponent
+    if not number.is_finite() or number.adjusted() > 15:  # `1e999999999` would build a huge int
+        raise ValueError(f"not an amount: {str(value)[:40]!r}")
     if not isinstance(exponent, int) or -exponent > max_decimals:
         raise ValueError(f"too many decimals: {value!r}")
     cents = number * 100

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import re
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,12 +18,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from models.event_catalog import EVENT_TYPES, FAMILIES
+from models.hostile_input import web_url_problem
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "OfferHub-Webhooks/1.0"
-MAX_URL_LENGTH = 2048
-# C0 control characters other than tab and newline, and DEL (api.md §1.2: hostile input is a 400)
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class DeliveryStatus(StrEnum):
@@ -61,21 +58,12 @@ def secret_context(endpoint_id: str) -> bytes:
 def url_problem(url: str, environment: str) -> str | None:
     """Why `url` cannot receive webhooks, or None. `https` everywhere, `http` outside `live`;
     absolute, no credentials, no fragment; in `live` no loopback, private or link-local address."""
-    if len(url) > MAX_URL_LENGTH:
-        return f"must be at most {MAX_URL_LENGTH} characters"
-    if CONTROL.search(url) or any(c.isspace() for c in url):
-        return "must not contain spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "must be an absolute URL"
-    allowed = ("https",) if environment == "live" else ("https", "http")
-    if parts.scheme not in allowed:
-        return "must use https" if environment == "live" else "must use https (or http outside live)"
-    host = parts.hostname
-    if not host or not parts.netloc:
-        return "must be an absolute URL with a host"
+    problem = web_url_problem(url, environment)
+    if problem is not None:
+        return problem
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         return "must not carry credentials"
     if parts.fragment:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveDispute,
     )
     from models.errors import ErrorCode, OfferhubError
+    from models.hostile_input import UNSTORABLE, has_control, printable
     from models.money import AmountFormatError, format_cents, parse_amount
     from models.orders_io import Caller, EscrowCallInput
     from models.states import DISPUTE, DisputeStatus
@@ -300,25 +301,27 @@ class DisputeWorkflow:
                 caller=caller,
                 error_code=error.type,
                 error_message=error.message,
-                rejected={"action": action, "payload": {k: v for k, v in payload.items() if k != "actor"}},
+                rejected={"action": action, "payload": printable(payload, drop=("actor",))},
             ),
         )
 
 
 def _operator(payload: dict[str, Any]) -> Caller:
+    """The identity the Signal claims (audited as claimed): text only, controls removed."""
     actor = payload.get("actor") if isinstance(payload, dict) else None
-    return Caller(actor_type="operator", actor_id=str(actor)[:128] if actor else None)
+    claimed = UNSTORABLE.sub("", actor)[:128] if isinstance(actor, str) else None
+    return Caller(actor_type="operator", actor_id=claimed or None)
 
 
 def _text(payload: dict[str, Any], field: str, *, required: bool = False, limit: int) -> str | None:
     value = payload.get(field) if isinstance(payload, dict) else None
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+    if not isinstance(value, str) or not 1 <= len(value) <= limit or has_control(value):
         raise refusal(
             OfferhubError(
                 ErrorCode.VALIDATION_ERROR,
-                f"{field} must be a string of 1-{limit} characters",
+                f"{field} must be a string of 1-{limit} characters without control characters",
                 {"fields": [{"field": field, "message": "invalid"}]},
             )
         )

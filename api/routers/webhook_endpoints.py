@@ -23,9 +23,10 @@ from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retenti
 from api.repositories import webhook_endpoints as repo
 from api.schemas import field_error
 from api.services import Services
+from models.hostile_input import MAX_URL_LENGTH, has_control
 from models.ids import IdPrefix, is_id
 from models.tables import WebhookDelivery, WebhookEndpoint
-from models.webhook_delivery import CONTROL, MAX_URL_LENGTH, EndpointStatus, pattern_problem, url_problem
+from models.webhook_delivery import EndpointStatus, pattern_problem, url_problem
 
 log = logging.getLogger("offerhub.webhooks")
 router = APIRouter(route_class=GuardedRoute, tags=["webhook-endpoints"])
@@ -49,7 +50,7 @@ class WebhookEndpointCreate(BaseModel):
     @field_validator("description")
     @classmethod
     def _printable(cls, value: str | None) -> str | None:
-        if value is not None and CONTROL.search(value):
+        if value is not None and has_control(value):
             raise ValueError("must not contain control characters")
         return value
 

@@ -25,7 +25,11 @@ def test_parse_amount_reads_exact_cents(text: str, cents: int) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [100, 100.0, "100", "100.0", "100.000", "-1.00", "0.00", "1e3", " 1.00", "1,00", None, "92233720368547758.08"],
+    [
+        *(100, 100.0, "100", "100.0", "100.000", "-1.00", "0.00", "1e3", " 1.00", "1,00", None),
+        *("92233720368547758.08", "1234567890123456.00", "9" * 5000 + ".00"),  # > 15 digits before the point
+        *("１２.００", "12.0٠", "١٢.00", "12.00\n"),  # digits that are not ASCII 0-9
+    ],
 )
 def test_parse_amount_refuses_everything_else(bad: object) -> None:
     with pytest.raises(AmountFormatError):
@@ -33,8 +37,14 @@ def test_parse_amount_refuses_everything_else(bad: object) -> None:
 
 
 def test_format_round_trips() -> None:
-    for cents in (0, 1, 99, 100, 12050, 9_223_372_036_854_775_807):
+    for cents in (0, 1, 99, 100, 12050, 99_999_999_999_999_999):
         assert parse_amount(format_cents(cents)) == cents if cents else format_cents(0) == "0.00"
+
+
+def test_huge_provider_numbers_are_refused_without_building_them() -> None:
+    for number in ("1e999999999", "Infinity", "NaN", "1" * 17):
+        with pytest.raises(ValueError):
+            json_number_to_cents(number, max_decimals=2)
 
 
 def test_chain_conversions_are_exact() -> None:
