@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.context import WorkerContext
+from activities.database_refusals import DatabaseRefusals
 from activities.deposits import DepositActivities
 from activities.disputes import DisputeActivities
 from activities.escrow import EscrowActivities
@@ -223,7 +224,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             workflows=WORKFLOWS,
             activities=activities_for(ctx),
             workflow_runner=WORKFLOW_RUNNER,
-            interceptors=[LogContext()],
+            interceptors=[LogContext(), DatabaseRefusals()],
         )
         async with worker:
             log.info("worker polling task queue %s", settings.temporal_task_queue)

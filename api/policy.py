@@ -27,8 +27,10 @@ from api.auth import EVERYONE, Audience, Credential
 from api.errors import ApiJSONResponse, error_response, internal_error, validation_error
 from api.idempotency import KEY_PATTERN, Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
 from api.repositories.locations import at_location
+from api.schemas import field_error
 from api.services import Services
 from models.errors import ErrorCode, OfferhubError
+from models.hostile_input import CONTROL_MESSAGE, HostileInput, has_control, parse_json_document
 from models.ids import IdPrefix, new_id
 
 log = logging.getLogger("offerhub.api")
@@ -182,19 +184,25 @@ async def _json_object_body(request: Request) -> None:
             {"fields": [{"field": "body", "message": "Content-Type must be application/json"}]},
         )
     try:
-        parsed = json.loads(raw)
-    except ValueError:
-        raise OfferhubError(
-            ErrorCode.VALIDATION_ERROR,
-            "The body is not valid JSON",
-            {"fields": [{"field": "body", "message": "body is not valid JSON"}]},
-        ) from None
+        parsed = parse_json_document(raw)
+    except HostileInput as exc:
+        raise field_error(exc.field, exc.message) from None
     if not isinstance(parsed, dict):
         raise OfferhubError(
             ErrorCode.VALIDATION_ERROR,
             "The body must be a JSON object",
             {"fields": [{"field": "body", "message": "must be a JSON object"}]},
         )
+
+
+def _hostile_url(request: Request) -> None:
+    """Control characters in a path segment or a query parameter (api.md §1.2)."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and has_control(value):
+            raise field_error(name, CONTROL_MESSAGE)
+    for name, value in request.query_params.multi_items():
+        if has_control(name) or has_control(value):
+            raise field_error(name if not has_control(name) else "query", CONTROL_MESSAGE)
 
 
 def _unknown_query(request: Request, allowed: frozenset[str]) -> None:
@@ -265,6 +273,7 @@ class GuardedRoute(APIRoute):
                         f"This endpoint needs PAYMENT_PROVIDER={rule.mode}",
                         {"payment_provider": mode, "required_provider": rule.mode},
                     )
+                _hostile_url(request)
                 if request.method in STATE_CHANGING and not rule.raw_body:
                     await _json_object_body(request)
                 _unknown_query(request, allowed_query)

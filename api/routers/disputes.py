@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -16,7 +16,7 @@ from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retenti
 from api.repositories import disputes as dispute_repo
 from api.repositories import orders as order_repo
 from api.repositories.disputes import comment_view, dispute_view
-from api.schemas import time_range
+from api.schemas import WebUrl, require_web_urls, time_range
 from api.services import Services
 from api.workflow_calls import WorkflowGone, caller_of, run_update
 from models.disputes_io import AddComment, AssignDispute, DisputeOutcome, OpenDispute, ResolveDispute
@@ -28,7 +28,6 @@ from models.states import DISPUTE, ORDER
 from models.tables import Dispute, DisputeComment
 
 router = APIRouter(route_class=GuardedRoute, tags=["disputes"])
-Url = Annotated[AnyUrl, Field(max_length=2048)]
 
 
 class DisputeOpen(BaseModel):
@@ -36,7 +35,7 @@ class DisputeOpen(BaseModel):
     opened_by: Literal["BUYER", "SELLER"]
     reason: Literal["NOT_DELIVERED", "QUALITY_ISSUE", "OTHER"]
     description: str | None = Field(default=None, max_length=2000)
-    evidence: list[Url] = Field(default_factory=list, max_length=20)
+    evidence: list[WebUrl] = Field(default_factory=list, max_length=20)
 
 
 class DisputeAssign(BaseModel):
@@ -58,7 +57,7 @@ class CommentCreate(BaseModel):
     author_type: Literal["BUYER", "SELLER", "SUPPORT"]
     author_id: str | None = Field(default=None, max_length=128)
     message: str = Field(min_length=1, max_length=5000)
-    evidence: list[Url] = Field(default_factory=list, max_length=20)
+    evidence: list[WebUrl] = Field(default_factory=list, max_length=20)
     visibility: Literal["PUBLIC", "INTERNAL"] = "PUBLIC"
 
 
@@ -93,6 +92,7 @@ async def open_dispute(order_id: str, body: DisputeOpen, services: ServicesDep, 
             "The order already has an open dispute",
             {"order_id": order_id, "dispute_id": existing.id},
         )
+    require_web_urls(services.settings.offerhub_environment, evidence=body.evidence)
     dispute_id = context.new_resource_id(IdPrefix.DISPUTE)
     request = OpenDispute(
         caller=caller_of(context),
@@ -100,7 +100,7 @@ async def open_dispute(order_id: str, body: DisputeOpen, services: ServicesDep, 
         opened_by=body.opened_by,
         reason=body.reason,
         description=body.description,
-        evidence=[str(u) for u in body.evidence],
+        evidence=body.evidence,
     )
     try:
         finished = await run_update(services, context, order_id, "open_dispute", request, OrderOutcome)
@@ -236,6 +236,7 @@ async def add_comment(
             f"author_id must be the order's {body.author_type.lower()}",
             {"fields": [{"field": "author_id", "message": "not that party"}]},
         )
+    require_web_urls(services.settings.offerhub_environment, evidence=body.evidence)
     comment_id = context.new_resource_id(IdPrefix.COMMENT)
     request = AddComment(
         caller=caller_of(context),
@@ -243,7 +244,7 @@ async def add_comment(
         author_type=body.author_type,
         author_id=body.author_id,
         message=body.message,
-        evidence=[str(u) for u in body.evidence],
+        evidence=body.evidence,
         visibility=body.visibility,
     )
     try:

@@ -24,7 +24,7 @@ from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
 from api.repositories import topups as repo
 from api.repositories import users as users_repo
-from api.schemas import Metadata, field_error, time_range
+from api.schemas import Metadata, field_error, require_web_urls, time_range
 from api.services import Services
 from api.workflow_calls import WorkflowGone, caller_of, run_create, run_update
 from models.audit import audit_entry
@@ -154,10 +154,7 @@ def _requested_view(topup: TopUpStart) -> dict[str, Any]:
 async def _validate(services: Services, context: RequestContext, topup_id: str, body: TopUpCreate) -> None:
     """400 (URLs, limits) -> 404 (user) -> 422 (Airtm link and eligibility) -> 502/504 (lookup)."""
     settings = services.settings
-    for name in ("return_url", "cancel_url"):
-        value = getattr(body, name)
-        if value is not None and not _acceptable_url(value, allow_http=settings.offerhub_environment == "test"):
-            raise field_error(name, "must be an absolute https URL")
+    require_web_urls(settings.offerhub_environment, return_url=body.return_url, cancel_url=body.cancel_url)
     if not settings.topup_min_amount <= body.amount <= settings.topup_max_amount:
         raise OfferhubError(
             ErrorCode.INVALID_AMOUNT,
@@ -218,15 +215,6 @@ async def airtm_user_problem(services: Services, email: str) -> str | None:
     if not found.get("isVerified"):
         return "USER_NOT_VERIFIED"
     return None
-
-
-def _acceptable_url(value: str, *, allow_http: bool) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    schemes = ("https", "http") if allow_http else ("https",)
-    return parts.scheme in schemes and bool(parts.netloc) and not any(c.isspace() for c in value)
 
 
 # reads ----------------------------------------------------------------------------------------
