@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -325,14 +325,15 @@ def history_export(
     Exit 1 when the workflow is not found or a payload's key is unknown, 3 when Temporal
     cannot be reached."""
     from api.payload_codec import PayloadKeyError
-    from cli.direct import EXIT_PROBLEM, fail, load_settings
+    from cli.direct import EXIT_PROBLEM, load_settings
     from cli.history import WorkflowNotFound, export_history
 
     settings = load_settings()
     try:
         exported = asyncio.run(export_history(settings, workflow_id, run_id))
     except (WorkflowNotFound, PayloadKeyError) as exc:
-        fail(str(exc), EXIT_PROBLEM)
+        typer.echo(str(exc), err=True)
+        _exit_now(EXIT_PROBLEM)
     if exported.still_encrypted:
         typer.echo(
             f"warning: {exported.still_encrypted} payloads are encrypted and TEMPORAL_PAYLOAD_ENCRYPTION_KEY "
@@ -341,7 +342,7 @@ def history_export(
         )
     if output is None:
         typer.echo(exported.document)
-        return
+        _exit_now(0)
     output.write_text(exported.document + "\n")
     summary = {"workflow_id": workflow_id, "events": exported.events, "decoded_payloads": exported.decoded}
     summary["file"] = str(output)
@@ -349,6 +350,15 @@ def history_export(
         typer.echo(json.dumps(summary, indent=2))
     else:
         typer.echo(f"wrote {exported.events} events of {workflow_id} to {output}")
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without interpreter teardown: the Temporal client's Rust threads can abort CPython's
+    finalization (temporalio/sdk-python#300), turning a finished export into a SIGABRT."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_only: bool) -> None:

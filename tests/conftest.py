@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -12,7 +13,9 @@ from tests.support import AirtmStack, Stack, bearer, create_key, start_stack
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = start_stack()
+    # every payload of the session is encrypted (api/payload_codec.py): each test's client
+    # must use the shared data converter, as the API, worker and CLI do
+    running = start_stack({"TEMPORAL_PAYLOAD_ENCRYPTION_KEY": secrets.token_hex(32)})
     try:
         yield running
     finally:

@@ -8,18 +8,18 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from api.payload_codec import data_converter
 from models.disputes_io import DisputeOutcome
 from models.orders_io import Caller, MilestoneOutcome, MilestonePaid, MilestonePayment
 from tests.api.orders_support import act
 from tests.api.test_order_recovery import open_and_assign, three_milestone_order
-from tests.support import Stack, assert_books_balanced
+from tests.support import Stack, assert_books_balanced, stack_settings
 
 
 @pytest.fixture
 async def temporal(stack: Stack) -> AsyncIterator[Client]:
-    yield await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    yield await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack)))
 
 
 async def running(temporal: Client, workflow_id: str) -> bool:

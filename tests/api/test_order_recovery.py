@@ -14,14 +14,14 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from api.payload_codec import data_converter
 from tests.api.orders_support import act, contract_balance, funded_order
 from tests.api.test_envelope import assert_error
 from tests.api.test_idempotency import pg_dsn
 from tests.api.test_order_durability import entries, kill_and_restart_worker, order_status, slow_tw
 from tests.api.test_users import balance_of
-from tests.support import Stack, assert_books_balanced, assert_eventually
+from tests.support import Stack, assert_books_balanced, assert_eventually, stack_settings
 
 THREE_MILESTONES = [
     {"milestone_ref": "a", "title": "A", "amount": "10.00"},
@@ -200,7 +200,7 @@ async def test_a_milestone_order_is_released_as_a_whole_once_its_milestones_are_
 ) -> None:
     buyer, seller, order = await three_milestone_order(client, stack, full_key)
     # the milestone workflows are listed in the Temporal UI like orders (architecture.md)
-    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack)))
     query = f"OfferhubResourceType = 'milestone' AND OfferhubUserIds = '{buyer['id']}'"
 
     async def listed() -> set[str]:

@@ -19,12 +19,12 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from api.payload_codec import data_converter
 from models.timefmt import iso, utcnow
 from tests.api.orders_support import act, funded_order, funded_user
 from tests.api.test_idempotency import pg_dsn
-from tests.support import Stack, assert_books_balanced, assert_eventually, create_key
+from tests.support import Stack, assert_books_balanced, assert_eventually, create_key, stack_settings
 
 CHECKS = {"ledger_invariants", "escrows_on_chain", "wallets_on_chain", "stuck_flows", "webhook_deliveries"}
 
@@ -143,7 +143,7 @@ async def test_an_order_left_in_escrow_funding_while_its_step_retries_is_a_stuck
     tw_down = {"id": "tw-down", "target": "tw", "path": "/helper/send-transaction", "action": "error", "status": 503}
     assert (await control.put("/faults", json={"rules": [tw_down]})).status_code == 200
     funding = asyncio.create_task(client.post(f"/orders/{order['id']}/escrow/fund", headers=full_key))
-    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack)))
 
     async def retrying() -> bool:
         described = await temporal.get_workflow_handle(order["id"]).describe()

@@ -9,11 +9,11 @@ import uuid
 import asyncpg
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from api.payload_codec import data_converter
 from models.retention_io import PurgeReport, RetentionInput
 from tests.api.test_idempotency import pg_dsn
-from tests.support import Stack, assert_eventually
+from tests.support import Stack, assert_eventually, stack_settings
 
 
 async def keyed_user(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[str, str]:
@@ -60,7 +60,9 @@ async def test_what_is_past_its_window_is_purged_and_nothing_else(
                 f" now() - interval '{age}')",
                 event_id,
             )
-        temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+        temporal = await Client.connect(
+            stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack))
+        )
         report = await temporal.execute_workflow(
             "RetentionWorkflow",
             RetentionInput(batch_size=2),  # several passes

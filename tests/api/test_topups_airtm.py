@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from api.payload_codec import data_converter
 from cli.stack import free_port
 from models.errors import ErrorCode, OfferhubError
 from models.states import TOPUP, TopupStatus
 from models.webhooks_io import AIRTM_PAYIN_SIGNAL, ProviderEvent
 from tests.api.orders_support import funded_user
-from tests.support import AirtmStack, Stack, assert_books_balanced, assert_eventually
+from tests.support import AirtmStack, Stack, assert_books_balanced, assert_eventually, stack_settings
 
 T = TopupStatus
 RETURN_URL = "https://market.example/wallet/ok"
@@ -244,7 +244,7 @@ async def test_an_airtm_signal_rereads_the_payin_and_never_trusts_its_body(
     Signal (and its duplicate) credits once."""
     user = await linked_user(airtm_client, control, full_key)
     topup = await create_topup(airtm_client, full_key, user["id"], "8.00")
-    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack)))
     handle = temporal.get_workflow_handle(topup["id"])
     lie = ProviderEvent(
         provider="airtm",

@@ -11,7 +11,7 @@ import httpx
 
 from tests.api.test_envelope import assert_error
 from tests.api.test_idempotency import pg_dsn
-from tests.support import Stack, assert_books_balanced, assert_eventually, crypto_user
+from tests.support import Stack, assert_books_balanced, assert_eventually, crypto_user, stack_settings
 
 
 async def sandbox(stack: Stack) -> httpx.AsyncClient:
@@ -223,6 +223,7 @@ async def test_wallet_seed_never_enters_workflow_history(
     from stellar_sdk import Keypair
     from temporalio.client import Client
 
+    from api.payload_codec import decode_messages, payload_codec
     from providers.stellar.keyvault import KeyVault, wallet_context
 
     user = await crypto_user(client, full_key)
@@ -237,6 +238,9 @@ async def test_wallet_seed_never_enters_workflow_history(
     secret = Keypair.from_raw_ed25519_seed(seed).secret
     temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"])
     history = await temporal.get_workflow_handle(user["wallet"]["id"]).fetch_history()
+    codec = payload_codec(stack_settings(stack))
+    if codec is not None:  # read what is stored in clear and what only the key opens
+        await decode_messages(codec, history.events)
     text = history.to_json() + "\n".join(decoded_payloads(history.to_json_dict()))
     assert user["wallet"]["public_key"] in text  # the decoded activity result is there: the check is real
     for forbidden in (secret, sealed, sealed.split(".")[-1]):

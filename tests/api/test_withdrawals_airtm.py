@@ -12,11 +12,11 @@ from urllib.parse import unquote
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.context import WorkerContext
 from activities.payouts import PayoutActivities
+from api.payload_codec import data_converter
 from api.services import connect_temporal
 from models.webhooks_io import AIRTM_PAYOUT_SIGNAL, ProviderEvent
 from providers.airtm.client import AirtmClient
@@ -154,7 +154,7 @@ async def test_a_payout_needing_user_action_completes_through_refresh(
     assert waiting["status"] == "WITHDRAWAL_PENDING_USER_ACTION", waiting
     assert_error(await airtm_client.post(f"/withdrawals/{wd['id']}/cancel", headers=full_key), 409, "INVALID_STATE")
     # repeated or stale news (webhooks redelivered, a late payout.created) re-read the same state: no-op
-    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack)))
     handle = temporal.get_workflow_handle(wd["id"])
     for n, kind in enumerate(("payout.created", "payout.created", "payout.committed")):
         event = ProviderEvent(provider="airtm", event_id=f"stale-{n}", type=kind, data={"code": wd["id"]})

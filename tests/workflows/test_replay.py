@@ -22,10 +22,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from api.payload_codec import data_converter, decode_messages, payload_codec
 from tests.api.orders_support import act, funded_order, funded_user
 from tests.api.test_disputes import disputed_order
 from tests.api.withdrawals_support import external_account
-from tests.support import Stack, assert_eventually
+from tests.support import Stack, assert_eventually, stack_settings
 from worker import WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -117,7 +118,7 @@ async def test_this_sessions_histories_replay_in_the_default_sandbox(
     client: httpx.AsyncClient, airtm_client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
     scenarios = await drive_scenarios(client, stack, full_key, airtm_client)
-    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=data_converter(stack_settings(stack)))
     statuses: dict[str, Any] = {}
 
     async def all_completed() -> bool:
@@ -130,9 +131,10 @@ async def test_this_sessions_histories_replay_in_the_default_sandbox(
     except AssertionError:
         raise AssertionError(f"the scenario workflows did not complete: {statuses}") from None
     if os.environ.get("OFFERHUB_RECORD_HISTORIES"):
-        await _record(temporal, scenarios)
+        await _record(temporal, scenarios, stack)
 
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)  # the default sandbox
+    # the default sandbox, and the session's converter: its histories are encrypted by the payload codec
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(stack_settings(stack)))
     histories = temporal.list_workflows(COMPLETED, limit=MAX_HISTORIES).map_histories()
     results = await replayer.replay_workflows(histories, raise_on_replay_failure=False)
     assert {run_id: str(failure) for run_id, failure in results.replay_failures.items()} == {}
@@ -159,7 +161,9 @@ async def test_recorded_histories_replay_against_the_current_code() -> None:
     assert {run_id: str(failure) for run_id, failure in results.replay_failures.items()} == {}
 
 
-async def _record(temporal: Client, scenarios: dict[str, str]) -> None:
+async def _record(temporal: Client, scenarios: dict[str, str], stack: Stack) -> None:
+    """Recorded in clear (payloads decoded), so they replay with or without a payload key."""
+    codec = payload_codec(stack_settings(stack))
     HISTORIES.mkdir(exist_ok=True)
     for old in HISTORIES.glob("*.json"):
         old.unlink()
@@ -167,6 +171,8 @@ async def _record(temporal: Client, scenarios: dict[str, str]) -> None:
         handle = temporal.get_workflow_handle(workflow_id)
         description = await handle.describe()
         history = await handle.fetch_history()
+        if codec is not None:
+            await decode_messages(codec, history.events)
         entry = {
             "workflow_id": workflow_id,
             "workflow_type": description.workflow_type,
