@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # storage and workflow engine
     database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/offerhub")
     database_pool_size: int = 10
+    # an unreachable or hung PostgreSQL answers 503 within seconds instead of holding requests
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -309,6 +312,17 @@ class Settings(BaseSettings):
         if self.stellar_friendbot_url:
             return self.stellar_friendbot_url
         return "https://friendbot.stellar.org" if self.stellar_network == "testnet" else None
+
+    @property
+    def database_connect_args(self) -> dict[str, object]:
+        """asyncpg options of every engine: connect timeout, and a server-side statement
+        timeout so a wedged query cannot hold a pooled connection for ever."""
+        statement_ms = int(self.database_statement_timeout_seconds * 1000)
+        return {
+            "timeout": self.database_connect_timeout_seconds,
+            "command_timeout": self.database_statement_timeout_seconds + 5,
+            "server_settings": {"statement_timeout": str(statement_ms)},
+        }
 
     @property
     def trustless_work_url(self) -> str:

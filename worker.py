@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from datetime import timedelta
 from typing import Any
 
 import uvloop
@@ -59,6 +61,7 @@ from workflows.webhook_delivery import WebhookDeliveryWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
 log = logging.getLogger("offerhub.worker")
+SHUTDOWN_GRACE = timedelta(seconds=20)
 # Our workflow modules are imported once, not again for every new workflow run (the
 # sandbox's per-run import was the largest part of starting one). Determinism under the full
 # sandbox is checked by replaying recorded histories in the tests (tests/workflows/test_replay.py).
@@ -225,6 +228,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             activities=activities_for(ctx),
             workflow_runner=WORKFLOW_RUNNER,
             interceptors=[LogContext(), DatabaseRefusals()],
+            # on SIGTERM running activities get this long to finish (heartbeating ones see the
+            # cancellation); what is still running then is retried by another worker
+            graceful_shutdown_timeout=SHUTDOWN_GRACE,
         )
         async with worker:
             log.info("worker polling task queue %s", settings.temporal_task_queue)
@@ -239,6 +245,17 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 relaying.cancel()
     finally:
         await ctx.close()
+    log.info("worker stopped")
+
+
+async def run_until_signalled(settings: Settings) -> None:
+    """Run the worker until SIGTERM or SIGINT, then stop it gracefully (no new tasks polled,
+    running activities given SHUTDOWN_GRACE)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    await run_worker(settings, stop=stop)
 
 
 def main() -> None:
@@ -247,7 +264,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     # uvloop's event loop spends a fraction of asyncio's CPU per socket event (bench: docs/decisions.md)
-    uvloop.run(run_worker(settings))
+    uvloop.run(run_until_signalled(settings))
 
 
 if __name__ == "__main__":

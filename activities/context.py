@@ -59,6 +59,8 @@ class WorkerContext:
             # no ping per checkout (three round trips): a dead connection fails the activity,
             # the pool drops it and Temporal's retry gets a fresh one
             pool_pre_ping=False,
+            connect_args=settings.database_connect_args,
+            pool_timeout=settings.database_connect_timeout_seconds + 2,
         )
         vault = KeyVault.from_settings(
             settings.wallet_encryption_key.get_secret_value(),

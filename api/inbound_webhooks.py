@@ -16,10 +16,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.outages import TEMPORAL_UNREACHABLE, service_unavailable
 from api.policy import RequestContext
 from api.repositories import webhooks as repo
 from api.services import Services
-from models.errors import ErrorCode, OfferhubError
 from models.inbound_webhooks import InboundEvent, WebhookStatus, target_of
 from models.redaction import redact
 from models.timefmt import iso
@@ -27,8 +27,6 @@ from models.webhooks_io import ProviderEvent
 
 log = logging.getLogger("offerhub.api.webhooks")
 SIGNAL_TIMEOUT = timedelta(seconds=10)
-RETRY_AFTER_SECONDS = 5
-_UNREACHABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -46,15 +44,6 @@ class Delivery(Enum):
     NO_WORKFLOW = "no_workflow"
 
 
-def unavailable(what: str) -> OfferhubError:
-    return OfferhubError(
-        ErrorCode.SERVICE_UNAVAILABLE,
-        f"{what} is unreachable; nothing was recorded, retry later",
-        {"retry_after_seconds": RETRY_AFTER_SECONDS},
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-
-
 async def receive(
     services: Services, context: RequestContext, event: InboundEvent, received_at: datetime
 ) -> WebhookAck:
@@ -66,7 +55,7 @@ async def receive(
             routed = await repo.route(session, event, target) if target is not None else None
     except (OperationalError, InterfaceError, OSError) as exc:
         log.warning("webhook intake: database unreachable", extra={"error": type(exc).__name__})
-        raise unavailable("The database") from None
+        raise service_unavailable("The database") from None
 
     status, summary = WebhookStatus.IGNORED, event.summary()
     if routed is not None and target is not None:
@@ -99,7 +88,7 @@ async def receive(
     except (OperationalError, InterfaceError, OSError) as exc:
         # the Signal went through; the provider's retry signals again, which workflows ignore
         log.warning("webhook intake: database unreachable", extra={"error": type(exc).__name__})
-        raise unavailable("The database") from None
+        raise service_unavailable("The database") from None
     if not inserted:
         return WebhookAck(duplicate=True, processed=False)
     if status is WebhookStatus.IGNORED:
@@ -122,7 +111,7 @@ async def _signal(services: Services, workflow_id: str, signal: str, payload: Pr
         client = await services.temporal()
     except RuntimeError as exc:  # the SDK's "Failed client connect"
         log.warning("webhook intake: Temporal unreachable", extra={"error": str(exc)[:200]})
-        raise unavailable("The workflow engine") from None
+        raise service_unavailable("The workflow engine") from None
     handle = client.get_workflow_handle(workflow_id)
     try:
         await handle.signal(signal, payload, rpc_timeout=SIGNAL_TIMEOUT)
@@ -130,8 +119,8 @@ async def _signal(services: Services, workflow_id: str, signal: str, payload: Pr
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return await _ended_or_missing(handle)
-        if exc.status in _UNREACHABLE:
-            raise unavailable("The workflow engine") from None
+        if exc.status in TEMPORAL_UNREACHABLE:
+            raise service_unavailable("The workflow engine") from None
         raise
 
 
@@ -142,7 +131,7 @@ async def _ended_or_missing(handle: WorkflowHandle[object, object]) -> Delivery:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return Delivery.NO_WORKFLOW
-        if exc.status in _UNREACHABLE:
-            raise unavailable("The workflow engine") from None
+        if exc.status in TEMPORAL_UNREACHABLE:
+            raise service_unavailable("The workflow engine") from None
         raise
     return Delivery.WORKFLOW_ENDED

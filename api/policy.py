@@ -26,6 +26,7 @@ from api import auth, ratelimit
 from api.auth import EVERYONE, Audience, Credential
 from api.errors import ApiJSONResponse, error_response, internal_error, validation_error
 from api.idempotency import KEY_PATTERN, Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
+from api.outages import RETRY_AFTER_SECONDS, service_unavailable, unreachable_dependency
 from api.repositories.locations import at_location
 from api.schemas import field_error
 from api.services import Services
@@ -306,11 +307,16 @@ class GuardedRoute(APIRoute):
                 limit_headers = {**limit_headers, **exc.headers}
             except StarletteHTTPException:
                 raise  # the framework's own errors keep their handler
-            except Exception:
-                # the middleware's last-resort 500, answered here so a keyed request's echo is kept
+            except Exception as exc:
                 request_id = getattr(request.state, "request_id", None)
-                log.exception("unhandled error", extra={"request_id": request_id})
-                response = error_response(internal_error(request_id))
+                dependency = unreachable_dependency(exc)
+                if dependency is not None:  # an outage: 503, nothing changed, retried as it is
+                    log.warning("dependency unreachable", extra={"request_id": request_id, "error": repr(exc)[:300]})
+                    response = error_response(service_unavailable(dependency))
+                    limit_headers = {**limit_headers, "Retry-After": str(RETRY_AFTER_SECONDS)}
+                else:  # the middleware's last-resort 500, answered here so a keyed request's echo is kept
+                    log.exception("unhandled error", extra={"request_id": request_id})
+                    response = error_response(internal_error(request_id))
             for name, value in limit_headers.items():
                 response.headers.setdefault(name, value)
             echoed = _echoed_key(request)

@@ -27,6 +27,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.outages import service_unavailable
 from api.pagination import bad_cursor, check_limit
 from api.services import Services
 from models.errors import ErrorCode, OfferhubError
@@ -122,12 +123,6 @@ def run_view(run: ReconciliationRun) -> dict[str, Any]:
     }
 
 
-def _unavailable(message: str) -> OfferhubError:
-    return OfferhubError(
-        ErrorCode.SERVICE_UNAVAILABLE, message, {"retry_after_seconds": 5}, headers={"Retry-After": "5"}
-    )
-
-
 async def trigger_run(services: Services) -> ReconciliationRun:
     """The run in progress, else the one this trigger starts (the Schedule's overlap policy
     skips a second run, so concurrent triggers all answer with the same row)."""
@@ -164,13 +159,17 @@ async def trigger_run(services: Services) -> ReconciliationRun:
             if started is not None:
                 return started
             if loop.time() > deadline:
-                raise _unavailable("The reconciliation run did not start; is a worker running?")
+                raise service_unavailable(
+                    "The workflow engine", "The reconciliation run did not start; is a worker running?"
+                )
             await asyncio.sleep(0.1)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise _unavailable("The reconciliation schedule does not exist yet; start a worker") from None
+            raise service_unavailable(
+                "The workflow engine", "The reconciliation schedule does not exist yet; start a worker"
+            ) from None
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise _unavailable("The workflow engine is unreachable") from None
+            raise service_unavailable("The workflow engine") from None
         raise
 
 

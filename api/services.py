@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from temporalio.client import Client
 from temporalio.runtime import Runtime
+from temporalio.service import RetryConfig
 
 from api.maintenance import MaintenanceCache
 from api.payload_codec import data_converter
@@ -21,7 +22,14 @@ from settings import Settings
 log = logging.getLogger("offerhub.api")
 
 
-async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+# the API retries an unreachable Temporal for at most 3 s, then answers 503 (api/outages.py);
+# the SDK's default would hold the request for about 10 s
+API_RPC_RETRY = RetryConfig(initial_interval_millis=100, max_interval_millis=1000, max_elapsed_time_millis=3000)
+
+
+async def connect_temporal(
+    settings: Settings, *, runtime: Runtime | None = None, retry_config: RetryConfig | None = None
+) -> Client:
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
@@ -30,6 +38,7 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
         tls=settings.temporal_tls,
         api_key=api_key,
         runtime=runtime,
+        retry_config=retry_config,
     )
 
 
@@ -40,6 +49,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
+        connect_args=settings.database_connect_args,
+        pool_timeout=settings.database_connect_timeout_seconds + 2,
     )
 
 
@@ -91,7 +102,7 @@ class Services:
         if self._temporal is None:
             async with self._temporal_lock:
                 if self._temporal is None:
-                    self._temporal = await connect_temporal(self.settings)
+                    self._temporal = await connect_temporal(self.settings, retry_config=API_RPC_RETRY)
         return self._temporal
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.outages import TEMPORAL_UNREACHABLE, service_unavailable
 from api.policy import RequestContext
 from api.services import Services
 from models.errors import INTEGRITY_ALARMS, ErrorCode, OfferhubError
@@ -99,13 +100,8 @@ async def run_update(
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise WorkflowGone(workflow_id) from None
-        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise OfferhubError(
-                ErrorCode.SERVICE_UNAVAILABLE,
-                "The workflow engine is unreachable",
-                {"retry_after_seconds": 5},
-                headers={"Retry-After": "5"},
-            ) from None
+        if exc.status in TEMPORAL_UNREACHABLE:
+            raise service_unavailable("The workflow engine") from None
         raise
 
 
