@@ -91,6 +91,17 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document, built without a running stack (`offerhub openapi`, the fuzz test)."""
+    placeholder = Settings(  # documentation needs no real secrets
+        offerhub_master_key="x" * 32,
+        wallet_encryption_key="0" * 64,
+        trustless_work_api_key="-",
+        trustless_work_webhook_secret="-",
+    )
+    return create_app(placeholder).openapi()
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """Document the bearer scheme, each route's credential, scope and idempotency, and what it
     answers (response models and error envelopes: `api.openapi`)."""

@@ -49,7 +49,7 @@ def canonical_body(raw: bytes) -> bytes:
         return b"{}"
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # refused later (api.md §1.2); its bytes identify it
         return raw
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

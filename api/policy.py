@@ -274,9 +274,6 @@ class GuardedRoute(APIRoute):
                         f"This endpoint needs PAYMENT_PROVIDER={rule.mode}",
                         {"payment_provider": mode, "required_provider": rule.mode},
                     )
-                _hostile_url(request)
-                if request.method in STATE_CHANGING and not rule.raw_body:
-                    await _json_object_body(request)
                 _unknown_query(request, allowed_query)
                 return await original(request)
             except RequestValidationError as exc:
@@ -295,6 +292,10 @@ class GuardedRoute(APIRoute):
                     state = await services.maintenance.current(services)
                     if state.enabled:
                         raise state.refusal()
+                # hostile input is refused before anything is recorded, even an idempotency key
+                _hostile_url(request)
+                if request.method in STATE_CHANGING and not rule.raw_body:
+                    await _json_object_body(request)
                 key_header = request.headers.get("idempotency-key")
                 if credential is not None and request.method in STATE_CHANGING and key_header is not None:
                     response = await self._keyed(request, services, credential, validate_key(key_header), execute)

@@ -99,16 +99,9 @@ def migrate() -> None:
 @app.command()
 def openapi(output: Annotated[Path | None, typer.Option("-o", "--output")] = None) -> None:
     """Write the OpenAPI document (stdout by default)."""
-    from api.app import create_app
-    from settings import Settings
+    from api.app import openapi_document
 
-    placeholder = Settings(  # documentation needs no real secrets
-        offerhub_master_key="x" * 32,
-        wallet_encryption_key="0" * 64,
-        trustless_work_api_key="-",
-        trustless_work_webhook_secret="-",
-    )
-    document = json.dumps(create_app(placeholder).openapi(), indent=2)
+    document = json.dumps(openapi_document(), indent=2)
     if output is None:
         typer.echo(document)
     else:
