@@ -370,22 +370,26 @@ def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_o
         return
 
     async def run() -> dict[str, Any]:
+        from sqlalchemy import select
+        from sqlmodel import col
+
         from models.tables import AuditLog, Dispute
 
+        failure = (col(AuditLog.resource_id) == dispute_id, col(AuditLog.result) == "FAILURE")
         client = await temporal(settings)
         async with database(settings) as engine:
+            # a rejection of an earlier Signal is not this one's outcome
+            async with engine.connect() as conn:
+                earlier = list((await conn.execute(select(col(AuditLog.id)).where(*failure))).scalars())
             await client.get_workflow_handle(dispute_id).signal(name, payload)
             deadline = asyncio.get_running_loop().time() + 30
             while True:
                 async with engine.connect() as conn:
-                    from sqlalchemy import select
-                    from sqlmodel import col
-
                     dispute = (await conn.execute(select(Dispute).where(col(Dispute.id) == dispute_id))).first()
                     refused = (
                         await conn.execute(
                             select(col(AuditLog.error))
-                            .where(col(AuditLog.resource_id) == dispute_id, col(AuditLog.result) == "FAILURE")
+                            .where(*failure, col(AuditLog.id).not_in(earlier))
                             .order_by(col(AuditLog.occurred_at).desc())
                             .limit(1)
                         )
