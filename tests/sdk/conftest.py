@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from offerhub_sdk import AsyncOfferHub, OfferHub
-from tests.support import Stack, bearer
+from tests.support import AirtmStack, Stack, bearer
 
 
 def new_key(stack: Stack, scopes: list[str], name: str = "sdk-test") -> str:
@@ -41,4 +41,18 @@ async def async_client(stack: Stack, api_key: str) -> AsyncIterator[AsyncOfferHu
 @pytest.fixture
 async def master_client(stack: Stack) -> AsyncIterator[AsyncOfferHub]:
     async with AsyncOfferHub(api_key=stack.master_key, base_url=stack.api_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def airtm_async_client(airtm: AirtmStack, api_key: str) -> AsyncIterator[AsyncOfferHub]:
+    """A client of the session's airtm-mode API (same database, so the same keys)."""
+    async with AsyncOfferHub(api_key=api_key, base_url=airtm.api_url) as client:
+        yield client
+
+
+@pytest.fixture
+def airtm_sync_client(airtm: AirtmStack, api_key: str) -> Iterator[OfferHub]:
+    """The blocking client on the airtm-mode API."""
+    with OfferHub(api_key=api_key, base_url=airtm.api_url) as client:
         yield client
