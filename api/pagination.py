@@ -1,5 +1,10 @@
 """Cursor pagination shared by every list: newest first, `(created_at, id)` keyset (audit
-entries: `(occurred_at, id)`)."""
+entries: `(occurred_at, id)`).
+
+The cursor's condition is one row comparison, `(created_at, id) < (anchor's)`, which an
+index on `(…, created_at DESC, id DESC)` starts its scan at; the equivalent `created_at < a
+OR (created_at = a AND id < b)` is only a filter, so a page deep in a large table would
+read every newer row first (bench/lists.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import ErrorCode, OfferhubError
@@ -67,7 +72,7 @@ async def fetch_page(
         anchor = (await session.execute(select(moment, model.id).where(model.id == cursor))).first()
         if anchor is None:
             raise bad_cursor()
-        query = query.where(or_(moment < anchor[0], and_(moment == anchor[0], model.id < anchor[1])))
+        query = query.where(tuple_(moment, model.id) < tuple_(anchor[0], anchor[1]))
     rows: Sequence[Any] = (
         (await session.execute(query.order_by(moment.desc(), model.id.desc()).limit(limit + 1))).scalars().all()
     )
