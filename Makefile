@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck bench demo install clean
+.PHONY: dev test lint typecheck bench demo chaos install clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ bench: $(STAMP)  ## benchmarks (each starts its own embedded stack; loopback onl
 
 demo: $(STAMP)
 	$(BIN)/offerhub demo
+
+CHAOS_SEED ?= 16
+chaos: $(STAMP)  ## seeded reliability run, once per provider mode, each on its own stack (docs/chaos.md)
+	$(BIN)/offerhub chaos --seed $(CHAOS_SEED) --provider crypto; crypto=$$?; \
+	$(BIN)/offerhub chaos --seed $(CHAOS_SEED) --provider airtm; airtm=$$?; \
+	test $$crypto -eq 0 && test $$airtm -eq 0
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,8 @@ events and its audit entry commit together). A retry finds its key and applies n
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select, text
@@ -18,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 from models.audit import audit_entry
 from models.errors import ErrorCode
 from models.events import new_event
-from models.ledger import AUDIT_ACTION_OF, EVENT_OF, SPENDING, LedgerEffect
+from models.ledger import AUDIT_ACTION_OF, EVENT_OF, SPENDING, EntryType, LedgerEffect
 from models.money import format_cents
 from models.tables import LedgerEntry
 
@@ -46,6 +48,7 @@ async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tu
     twin that committed first, finds the key taken: the update is undone in this same
     transaction and the recorded result is returned. A failure here fails the whole step, so
     nothing is ever half-applied."""
+    effect = _chaos_bug(effect)
     delta_available, delta_reserved = effect.deltas()
     balance = await _move_balance(session, effect.user_id, delta_available, delta_reserved)
     if balance is None:
@@ -96,6 +99,19 @@ async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tu
         return twin
     _record(session, effect, available, reserved, actor)
     return LedgerResult(int(entry_id), True, available, reserved)
+
+
+def _chaos_bug(effect: LedgerEffect) -> LedgerEffect:
+    """A deliberate bug for the chaos run's own test (tests/chaos): with
+    OFFERHUB_CHAOS_BUG=random_ledger_key on a test instance, an order reservation is keyed at
+    random, so a retried reserve applies twice. Inert otherwise (live never reads it)."""
+    if (
+        effect.entry_type is not EntryType.ORDER_RESERVE
+        or os.environ.get("OFFERHUB_CHAOS_BUG") != "random_ledger_key"
+        or os.environ.get("OFFERHUB_ENVIRONMENT") != "test"
+    ):
+        return effect
+    return effect.model_copy(update={"idempotency_key": f"{effect.idempotency_key}:{secrets.token_hex(4)}"})
 
 
 async def _move_balance(session: AsyncSession, user_id: str, available: int, reserved: int) -> tuple[int, int] | None:

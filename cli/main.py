@@ -739,6 +739,33 @@ def demo(
     raise typer.Exit(run_demo(api_url, master_key, sandbox_url, echo=typer.echo))
 
 
+@app.command()
+def chaos(
+    seed: Annotated[int, typer.Option(help="Seeds every choice: the same seed replays the same plan.")] = 16,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds of activity (default: 180 crypto, 150 airtm).", show_default=False)
+    ] = None,
+    provider: Annotated[str, typer.Option(help="crypto or airtm")] = "crypto",
+    max_operations: Annotated[int, typer.Option(help="Operations (state-changing calls) at most.")] = 600,
+    users: Annotated[int, typer.Option(help="Marketplace users taking part.")] = 8,
+    keep: Annotated[bool, typer.Option(help="Keep the run's directory (logs, databases).")] = False,
+    as_json: AsReport = False,
+) -> None:
+    """A seeded reliability run on its own embedded stack (docs/chaos.md): random valid activity
+    under sandbox faults, process kills and restarts; prints the figures, exit 1 on any violation."""
+    from cli.chaos.run import DEFAULT_DURATION, Options, run_chaos
+
+    if provider not in ("crypto", "airtm"):
+        raise typer.BadParameter("--provider must be crypto or airtm")
+    options = Options(seed, provider, duration or DEFAULT_DURATION[provider], max_operations, users, keep)
+    report = run_chaos(options, echo=lambda line: typer.echo(line, err=as_json))
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        report.print(typer.echo)
+    raise typer.Exit(1 if report.violations else 0)
+
+
 def main() -> None:
     sys.exit(app())
 
