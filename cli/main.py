@@ -652,17 +652,25 @@ def token_create(
 def maintenance_status(
     api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False
 ) -> None:
+    """Whether maintenance mode is on, its message and Retry-After (master key)."""
     _print(_call("GET", f"{api_url}/admin/maintenance/status", master_key), as_json)
+
+
+MAINTENANCE_MESSAGE = "System maintenance in progress"
 
 
 @maintenance_app.command("enable")
 def maintenance_enable(
-    message: Annotated[str, typer.Option()] = "System maintenance in progress",
-    retry_after: Annotated[int, typer.Option()] = 300,
+    message: Annotated[
+        str, typer.Option(help="Shown in every 503 MAINTENANCE answer.")
+    ] = "System maintenance in progress",
+    retry_after: Annotated[int, typer.Option(help="Retry-After seconds of those answers.")] = 300,
     api_url: ApiUrl = DEFAULT_API_URL,
     master_key: MasterKey = None,
     as_json: AsJson = False,
 ) -> None:
+    """Refuse state-changing requests with 503 MAINTENANCE on every replica (reads and provider
+    webhooks go on; workflows keep running)."""
     body = {"message": message, "retry_after_seconds": retry_after}
     _print(_call("POST", f"{api_url}/admin/maintenance/enable", master_key, body), as_json)
 
@@ -671,6 +679,7 @@ def maintenance_enable(
 def maintenance_disable(
     api_url: ApiUrl = DEFAULT_API_URL, master_key: MasterKey = None, as_json: AsJson = False
 ) -> None:
+    """End maintenance mode: state-changing requests are accepted again."""
     _print(_call("POST", f"{api_url}/admin/maintenance/disable", master_key), as_json)
 
 
