@@ -4,15 +4,22 @@ their `seq`, the total order `GET /events` and its cursors follow.
 Only one sequencer runs at a time (a transaction-level advisory lock), and it numbers only
 committed rows, continuing from the highest number given. So a reader who has seen `seq` N
 can never later meet a newly visible event numbered below N: nothing is skipped by a cursor,
-whatever order the writing transactions committed in."""
+whatever order the writing transactions committed in.
+
+After each committed batch it PUBLISHes a wake-up on WAKE_CHANNEL: every API process's one
+subscriber then reads the new events and wakes its streams (api/event_feed.py). The message
+carries nothing; a lost one (Redis down) only delays streams until their safety poll."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.event_wakeups import WAKE_CHANNEL
 
 log = logging.getLogger("offerhub.events")
 SEQUENCER_LOCK = 7_311_001  # pg advisory lock key of the sequencer
@@ -39,13 +46,46 @@ async def sequence_events(engine: AsyncEngine) -> int:
         return int(numbered.rowcount or 0)
 
 
-async def run_sequencer(engine: AsyncEngine) -> None:
-    """Keep numbering events until cancelled (runs in every worker process; one works at a time)."""
+async def announce(redis: aioredis.Redis, numbered: asyncio.Event) -> None:
+    """Publish a wake-up after each numbered batch, beside the sequencer, so an unreachable
+    Redis (seconds per attempt) never slows numbering; streams then wait for their safety poll."""
+    reachable = True
     while True:
+        await numbered.wait()
+        numbered.clear()  # batches numbered while publishing get one more wake-up
         try:
-            numbered = await sequence_events(engine)
-        except Exception as exc:  # the database may be briefly away: try again, never die
-            log.warning("event sequencing failed: %s", type(exc).__name__)
-            numbered = 0
-        if numbered < BATCH:
-            await asyncio.sleep(IDLE_SECONDS)
+            await redis.publish(WAKE_CHANNEL, b"1")
+        except Exception as exc:
+            if reachable:
+                log.warning("event wake-ups not published: %s", type(exc).__name__)
+            reachable = False
+        else:
+            if not reachable:
+                log.info("event wake-ups published again")
+            reachable = True
+
+
+async def run_sequencer(engine: AsyncEngine, redis_url: str | None = None) -> None:
+    """Keep numbering events until cancelled (runs in every worker process; one works at a time),
+    announcing each numbered batch on Redis (REDIS_URL of the settings unless given)."""
+    if redis_url is None:
+        from settings import get_settings
+
+        redis_url = get_settings().redis_url.get_secret_value()
+    redis = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    numbered_some = asyncio.Event()
+    announcing = asyncio.create_task(announce(redis, numbered_some))
+    try:
+        while True:
+            try:
+                numbered = await sequence_events(engine)
+            except Exception as exc:  # the database may be briefly away: try again, never die
+                log.warning("event sequencing failed: %s", type(exc).__name__)
+                numbered = 0
+            if numbered:
+                numbered_some.set()
+            if numbered < BATCH:
+                await asyncio.sleep(IDLE_SECONDS)
+    finally:
+        announcing.cancel()
+        await redis.aclose()

@@ -12,6 +12,8 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
+from api.event_feed import EventFeed
+from api.key_cache import KeyCache
 from api.maintenance import MaintenanceCache
 from api.payload_codec import data_converter
 from providers.airtm.client import AirtmClient
@@ -64,6 +66,8 @@ class Services:
     horizon: HorizonClient
     airtm: AirtmClient | None
     maintenance: MaintenanceCache = field(default_factory=MaintenanceCache)
+    keys: KeyCache = field(default_factory=KeyCache)  # verified API keys; follows revocations on Redis
+    event_feed: EventFeed = field(default_factory=EventFeed)  # wakes this process's event streams
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -106,6 +110,8 @@ class Services:
         return self._temporal
 
     async def close(self) -> None:
+        await self.keys.close()
+        await self.event_feed.close()
         await self.horizon.close()
         if self.airtm is not None:
             await self.airtm.close()

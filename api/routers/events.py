@@ -1,9 +1,12 @@
 """`GET /events` (api.md §10): the events outbox by cursor, as a JSON list or a live SSE stream.
 
 Only sequenced events are served (`seq`, given by the worker's sequencer after commit), so a
-cursor never skips an event that commits late. Streams poll PostgreSQL for new rows every
-POLL_SECONDS; nothing is lost if a stream misses a poll. A stream re-checks its credential every
-SSE_CREDENTIAL_CHECK_SECONDS (≤ 15 s; a token's expiry at every poll) and ends with a final
+cursor never skips an event that commits late. Streams are woken by Redis pub/sub through the
+process's one feed (api/event_feed.py), which reads new events once for all of them; a stream
+behind the feed's window reads PostgreSQL by cursor itself. Nothing is lost if a wake-up is:
+the feed also polls every few seconds. A stream re-checks its credential every
+SSE_CREDENTIAL_CHECK_SECONDS (≤ 15 s, on a clock shared by the process's streams, so one
+check per key serves them all; a token's expiry at the moment it passes) and ends with a final
 `event: error` (`INVALID_API_KEY`) once its key is revoked or its token expired. A user-bound
 token's list and stream are always narrowed to its user."""
 
@@ -12,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -25,6 +29,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import auth
 from api.auth import Audience, Credential
+from api.event_feed import Sequenced
 from api.pagination import CursorQuery, LimitQuery, check_limit, envelope
 from api.policy import Access, ContextDep, GuardedRoute, ServicesDep, policy
 from api.schemas import field_error, query_time
@@ -33,13 +38,14 @@ from models.errors import ErrorCode, OfferhubError
 from models.event_catalog import UnknownEventType, type_patterns
 from models.events import event_view
 from models.ids import IdPrefix, is_id
-from models.tables import Event
+from models.tables import ApiKey, Event
 from models.tables.records import RESOURCE_TYPES
 from models.timefmt import iso, utcnow
 
 router = APIRouter(route_class=GuardedRoute, tags=["events"])
-POLL_SECONDS = 0.25
 PING_SECONDS = 15
+# no transaction that writes events stays open this long (statement timeouts end them sooner)
+LATE_COMMIT = timedelta(minutes=15)
 STREAM_SECONDS = 60 * 60
 STREAMS_PER_CREDENTIAL = 50
 
@@ -65,6 +71,18 @@ class Filters:
         if self.resource_id is not None:
             query = query.where(col(Event.resource_id) == self.resource_id)
         return query
+
+    def matches(self, event: Sequenced) -> bool:
+        """`apply`'s conditions, on an event the feed already holds."""
+        if self.user_id is not None and self.user_id not in event.user_ids:
+            return False
+        if self.types is not None:
+            exact, prefixes = self.types
+            if event.type not in exact and not event.type.startswith(tuple(prefixes)):
+                return False
+        if self.resource_type is not None and event.resource_type != self.resource_type:
+            return False
+        return self.resource_id is None or event.resource_id == self.resource_id
 
 
 def _filters(
@@ -107,6 +125,22 @@ async def _after_time(services: Services, since: datetime) -> int:
     return int(top or 0)
 
 
+async def _seq_floor(services: Services, since: datetime) -> int:
+    """A seq below that of every event that occurred at or after `since`, found in one index
+    probe: the seq of the latest event that occurred LATE_COMMIT before it. An event is
+    sequenced after its transaction commits, in `occurred_at` order among those waiting, so
+    one numbered below that older event would have had to stay uncommitted for LATE_COMMIT.
+    `since` then reads from there in `seq` order, not through every older event."""
+    query = (
+        select(col(Event.seq))
+        .where(col(Event.seq).is_not(None), col(Event.occurred_at) < since - LATE_COMMIT)
+        .order_by(col(Event.occurred_at).desc())
+        .limit(1)
+    )
+    async with services.sessions() as session:
+        return int(await session.scalar(query) or 0)
+
+
 @router.get("/events", operation_id="events-list", summary="Events: JSON list, or a live stream (text/event-stream)")
 @policy(Access.SCOPED, "read", query_token=True, user_reads=True)
 async def list_events(
@@ -144,7 +178,7 @@ async def list_events(
         anchor = await _seq_of(services, cursor, "cursor", audience)
         query = query.where(col(Event.seq) > anchor if order == "asc" else col(Event.seq) < anchor)
     elif start is not None:
-        query = query.where(col(Event.occurred_at) >= start)
+        query = query.where(col(Event.seq) > await _seq_floor(services, start), col(Event.occurred_at) >= start)
     ordering = col(Event.seq).asc() if order == "asc" else col(Event.seq).desc()
     async with services.sessions() as session:
         rows = list((await session.execute(query.order_by(ordering).limit(limit + 1))).scalars().all())
@@ -152,17 +186,32 @@ async def list_events(
     return envelope([event_view(r) for r in rows], rows, has_more)
 
 
+@dataclass(eq=False)
+class Slot:
+    """One open stream: `wake` is set when the feed has news, or when the stream must end."""
+
+    key_id: str | None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
+
+
 @dataclass
 class StreamRegistry:
     """Open streams of this API process: one per (credential, user_id), at most 50 per credential."""
 
-    open: dict[tuple[str, str | None], asyncio.Event] = field(default_factory=dict)
+    open: dict[tuple[str, str | None], Slot] = field(default_factory=dict)
     per_credential: dict[str, int] = field(default_factory=dict)
+    checks_tick: int = 0
+    active_keys: asyncio.Future[ActiveKeys] | None = None
 
-    def claim(self, credential_id: str, user_id: str | None) -> asyncio.Event:
+    def claim(self, credential_id: str, user_id: str | None, key_id: str | None) -> Slot:
         older = self.open.get((credential_id, user_id))
         if older is not None:
-            older.set()  # the newer stream replaces it: a reconnecting client is never locked out
+            older.end()  # the newer stream replaces it: a reconnecting client is never locked out
         elif self.per_credential.get(credential_id, 0) >= STREAMS_PER_CREDENTIAL:
             raise OfferhubError(
                 ErrorCode.RATE_LIMITED,
@@ -170,15 +219,45 @@ class StreamRegistry:
                 {"scope": "event_streams", "limit": STREAMS_PER_CREDENTIAL, "retry_after_seconds": 15},
                 headers={"Retry-After": "15"},
             )
-        ended = asyncio.Event()
-        self.open[(credential_id, user_id)] = ended
+        slot = Slot(key_id)
+        self.open[(credential_id, user_id)] = slot
         self.per_credential[credential_id] = self.per_credential.get(credential_id, 0) + (older is None)
-        return ended
+        return slot
 
-    def release(self, credential_id: str, user_id: str | None, ended: asyncio.Event) -> None:
-        if self.open.get((credential_id, user_id)) is ended:
+    def release(self, credential_id: str, user_id: str | None, slot: Slot) -> None:
+        if self.open.get((credential_id, user_id)) is slot:
             del self.open[(credential_id, user_id)]
             self.per_credential[credential_id] -= 1
+
+    async def still_valid(self, services: Services, credential: Credential, tick: int) -> bool:
+        """`auth.still_valid`, for all the process's streams in one query per tick of the
+        check clock: the keys of every open stream that are still ACTIVE."""
+        if credential.expired(utcnow()):
+            return False
+        if credential.key_id is None:
+            return True
+        if tick != self.checks_tick or self.active_keys is None:
+            self.checks_tick = tick
+            keys = {slot.key_id for slot in self.open.values() if slot.key_id is not None}
+            self.active_keys = asyncio.ensure_future(_active_keys(services, keys))
+        active = await asyncio.shield(self.active_keys)
+        if credential.key_id in active.asked:
+            return credential.key_id in active.active
+        return await auth.still_valid(services, credential)  # a stream opened after the query
+
+
+@dataclass(frozen=True)
+class ActiveKeys:
+    asked: frozenset[str]
+    active: frozenset[str]
+
+
+async def _active_keys(services: Services, keys: set[str]) -> ActiveKeys:
+    async with services.sessions() as session:
+        rows = await session.scalars(
+            select(col(ApiKey.id)).where(col(ApiKey.id).in_(keys), col(ApiKey.status) == "ACTIVE")
+        )
+        return ActiveKeys(frozenset(keys), frozenset(rows))
 
 
 def _registry(request: Request) -> StreamRegistry:
@@ -195,47 +274,52 @@ async def _stream(
     credential_id = credential.namespace
     check_every = services.settings.sse_credential_check_seconds
     registry = _registry(request)
-    ended = registry.claim(credential_id, filters.user_id)
+    feed = services.event_feed
+    await feed.start(services)
+    slot = registry.claim(credential_id, filters.user_id, credential.key_id)
     if resume is None:  # live only: from the newest event now
         async with services.sessions() as session:
             resume = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
 
-    async def events(after: int) -> AsyncIterator[ServerSentEvent]:
+    async def events(after: int) -> AsyncIterator[ServerSentEvent | bytes]:
+        feed.listen(slot.wake)
         try:
             yield ServerSentEvent(retry=3000)
             deadline = time.monotonic() + STREAM_SECONDS
-            next_check = time.monotonic() + check_every
-            while not ended.is_set() and time.monotonic() < deadline:
+            # every stream of the process checks on the same clock: one query per key and tick
+            tick = math.floor(time.monotonic() / check_every)
+            while not slot.ended and time.monotonic() < deadline:
                 lapsed = credential.expired(utcnow())
-                if not lapsed and time.monotonic() >= next_check:
-                    next_check = time.monotonic() + check_every
-                    lapsed = not await auth.still_valid(services, credential)
+                now_tick = math.floor(time.monotonic() / check_every)
+                if not lapsed and now_tick > tick:
+                    tick = now_tick
+                    lapsed = not await registry.still_valid(services, credential, tick)
                 if lapsed:  # the key was revoked or the token expired: say so, then end
                     refusal = json.dumps(auth.invalid_key().body(), separators=(",", ":"))
                     yield ServerSentEvent(event="error", data=refusal)
                     return
-                async with services.sessions() as session:
-                    rows = (
-                        (
-                            await session.execute(
-                                filters.apply(select(Event))
-                                .where(col(Event.seq) > after)
-                                .order_by(col(Event.seq).asc())
-                                .limit(100)
-                            )
-                        )
-                        .scalars()
-                        .all()
-                    )
-                for row in rows:
-                    assert row.seq is not None
-                    after = row.seq
-                    view = event_view(row)
-                    yield ServerSentEvent(id=row.id, event=row.type, data=json.dumps(view, separators=(",", ":")))
-                if len(rows) < 100:
-                    await _wait(ended, POLL_SECONDS)
+                slot.wake.clear()  # before reading: news arriving meanwhile wakes the next wait
+                recent = feed.after(after)
+                if recent is None:  # behind the feed's window: read PostgreSQL by cursor
+                    caught_up, after, rows = await _read(services, filters, after, feed.top)
+                    for row in rows:
+                        yield row.message
+                    if not caught_up:
+                        continue
+                else:
+                    for event in recent:
+                        after = event.seq
+                        if filters.matches(event):
+                            yield event.message
+                if slot.ended or slot.wake.is_set():
+                    continue
+                wait = min((tick + 1) * check_every, deadline) - time.monotonic()
+                if credential.expires_at is not None:
+                    wait = min(wait, (credential.expires_at - utcnow()).total_seconds())
+                await _wait(slot.wake, max(wait, 0.0))
         finally:
-            registry.release(credential_id, filters.user_id, ended)
+            feed.forget(slot.wake)
+            registry.release(credential_id, filters.user_id, slot)
 
     return EventSourceResponse(
         events(resume),
@@ -246,6 +330,18 @@ async def _stream(
     )
 
 
-async def _wait(ended: asyncio.Event, seconds: float) -> None:
+async def _read(services: Services, filters: Filters, after: int, top: int) -> tuple[bool, int, list[Sequenced]]:
+    """Up to 100 matching events in (after, top], oldest first; whether that reached `top`,
+    and the resume point after them (`top` once reached: every seq up to it is visible)."""
+    query = filters.apply(select(Event)).where(col(Event.seq) > after, col(Event.seq) <= top)
+    async with services.sessions() as session:
+        rows = list((await session.execute(query.order_by(col(Event.seq).asc()).limit(100))).scalars().all())
+    events = [Sequenced.of(row) for row in rows]
+    if len(events) < 100:
+        return True, max(after, top), events
+    return False, events[-1].seq, events
+
+
+async def _wait(wake: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(ended.wait(), timeout=seconds)
+        await asyncio.wait_for(wake.wait(), timeout=seconds)

@@ -1,0 +1,159 @@
+"""What wakes this API process's event streams (architecture.md "Data, events and real time").
+
+One feed per process: one Redis subscriber on the sequencer's wake-up channel, and on each
+wake-up one read of the newly sequenced events from PostgreSQL (by cursor, `seq > top`),
+kept in a bounded window of recent events with their JSON rendered once. Every local stream
+is then woken (an `asyncio.Event` each, no Redis connection or query of its own) and takes
+what matches its filters from the window. A stream further behind than the window (a
+replay, a slow reader) reads PostgreSQL itself until it catches up.
+
+The feed also reads PostgreSQL every SAFETY_POLL_SECONDS whatever Redis says, so a lost
+wake-up, or Redis down, delays an event by at most that long and never loses it."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlmodel import col
+from sse_starlette import ServerSentEvent
+
+from models.event_wakeups import WAKE_CHANNEL
+from models.events import event_view
+from models.tables import Event
+
+if TYPE_CHECKING:
+    from api.services import Services
+
+log = logging.getLogger("offerhub.events")
+SAFETY_POLL_SECONDS = 5.0
+WINDOW = 5000  # recent events kept (trimmed to this once twice as many are held)
+READ_BATCH = 1000
+
+
+@dataclass
+class Sequenced:
+    """A sequenced event as streams need it: what filters look at, and its one-line JSON."""
+
+    seq: int
+    id: str
+    type: str
+    resource_type: str
+    resource_id: str
+    user_ids: tuple[str, ...]
+    data: str = field(repr=False)
+
+    @cached_property
+    def message(self) -> bytes:
+        """The SSE message, encoded once for every stream that sends it."""
+        return ServerSentEvent(id=self.id, event=self.type, data=self.data).encode()
+
+    @classmethod
+    def of(cls, row: Event) -> Sequenced:
+        assert row.seq is not None
+        view = json.dumps(event_view(row), separators=(",", ":"))
+        return cls(row.seq, row.id, row.type, row.resource_type, row.resource_id, tuple(row.user_ids), view)
+
+
+class EventFeed:
+    """The recent sequenced events of the whole system, covering seq in (floor, top]."""
+
+    def __init__(self) -> None:
+        self.floor = 0
+        self.top = 0
+        self._events: list[Sequenced] = []
+        self._seqs: list[int] = []
+        self._listeners: set[asyncio.Event] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+        self._polling_only = False  # Redis was away at the last attempt (logged once)
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    async def start(self, services: Services) -> None:
+        """Start the subscriber (at the first stream of the process); the window starts now."""
+        async with self._starting:
+            if self._task is not None:
+                return
+            async with services.sessions() as session:
+                self.floor = self.top = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
+            self._task = asyncio.create_task(self._run(services), name="event-feed")
+
+    def listen(self, wake: asyncio.Event) -> None:
+        self._listeners.add(wake)
+
+    def forget(self, wake: asyncio.Event) -> None:
+        self._listeners.discard(wake)
+
+    def after(self, seq: int) -> list[Sequenced] | None:
+        """The window's events after `seq`, oldest first; None when the window starts later."""
+        if seq < self.floor:
+            return None
+        return self._events[bisect.bisect_right(self._seqs, seq) :]
+
+    async def refresh(self, services: Services) -> int:
+        """Read what was sequenced since `top`; wake every stream if anything was. How many."""
+        read = 0
+        while True:
+            query = select(Event).where(col(Event.seq) > self.top).order_by(col(Event.seq).asc()).limit(READ_BATCH)
+            async with services.sessions() as session:
+                rows = list((await session.execute(query)).scalars().all())
+            for row in rows:
+                item = Sequenced.of(row)
+                self._events.append(item)
+                self._seqs.append(item.seq)
+                self.top = item.seq
+            read += len(rows)
+            if len(rows) < READ_BATCH:
+                break
+        if len(self._events) > 2 * WINDOW:
+            drop = len(self._events) - WINDOW
+            self.floor = self._seqs[drop - 1]
+            del self._events[:drop], self._seqs[:drop]
+        if read:
+            for wake in self._listeners:
+                wake.set()
+        return read
+
+    async def _refresh_quietly(self, services: Services) -> None:
+        try:
+            await self.refresh(services)
+        except Exception as exc:  # PostgreSQL briefly away: the next wake-up or poll reads it
+            log.warning("event feed read failed: %s", type(exc).__name__)
+
+    async def _run(self, services: Services) -> None:
+        while True:
+            try:
+                async with services.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(WAKE_CHANNEL)
+                    if self._polling_only:
+                        log.info("event wake-ups back")
+                        self._polling_only = False
+                    await self._refresh_quietly(services)  # what was sequenced while subscribing
+                    while True:
+                        await pubsub.get_message(ignore_subscribe_messages=True, timeout=SAFETY_POLL_SECONDS)
+                        await self._refresh_quietly(services)  # a wake-up, or the safety poll
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: poll PostgreSQL alone until it is back
+                if not self._polling_only:
+                    log.warning("event wake-ups unavailable, polling every %.0f s: %s", SAFETY_POLL_SECONDS, exc)
+                    self._polling_only = True
+                await asyncio.sleep(SAFETY_POLL_SECONDS)
+                await self._refresh_quietly(services)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
