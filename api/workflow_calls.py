@@ -67,6 +67,18 @@ def failure(exc: BaseException, request_id: str) -> OfferhubError:
     return OfferhubError(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred", {"request_id": request_id})
 
 
+# the server's answer to an Update admitted just as its workflow completed
+_ENDED_BEFORE_UPDATE = ("AcceptedUpdateCompletedWorkflow", "completed before the update completed")
+
+
+def ended_before_update(exc: BaseException) -> bool:
+    """The workflow completed before it handled the Update: the resource is final, like a
+    workflow that had already completed (answered from the record, never a 500)."""
+    cause = exc.cause if isinstance(exc, WorkflowUpdateFailedError) else exc
+    text = f"{getattr(cause, 'type', '')} {cause}".lower()
+    return any(marker.lower() in text for marker in _ENDED_BEFORE_UPDATE)
+
+
 async def run_update(
     services: Services,
     context: RequestContext,
@@ -96,9 +108,11 @@ async def run_update(
         # worker crash); the caller follows the resource by GET, events or webhooks
         return False
     except WorkflowUpdateFailedError as exc:
+        if ended_before_update(exc):
+            raise WorkflowGone(workflow_id) from None
         raise failure(exc, context.request_id) from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if exc.status == RPCStatusCode.NOT_FOUND or ended_before_update(exc):
             raise WorkflowGone(workflow_id) from None
         if exc.status in TEMPORAL_UNREACHABLE:
             raise service_unavailable("The workflow engine") from None

@@ -129,6 +129,22 @@ class StateMachine:
         )
 
 
+    def refusal_once_ended(self, action: str, current: str, resource_id: str) -> OfferhubError:
+        """Why `action` is refused on a resource whose workflow has completed (it accepts
+        nothing more): the rule's own refusal from the record's `current` state, or
+        INVALID_STATE when the record still shows a state the action was legal in (the
+        workflow ended between the read and the action)."""
+        try:
+            self.require(action, current, resource_id)
+        except OfferhubError as refused:
+            return refused
+        return OfferhubError(
+            ErrorCode.INVALID_STATE,
+            f"{self.resource} {resource_id} accepts no more actions: its workflow has completed",
+            {f"{self.resource}_id": resource_id, "current_state": current, "allowed_states": []},
+        )
+
+
 def _edges(*rows: tuple[Iterable[str] | str, str]) -> frozenset[tuple[str, str]]:
     edges: set[tuple[str, str]] = set()
     for sources, target in rows:

@@ -105,8 +105,9 @@ async def open_dispute(order_id: str, body: DisputeOpen, services: ServicesDep, 
     try:
         finished = await run_update(services, context, order_id, "open_dispute", request, OrderOutcome)
     except WorkflowGone:
-        ORDER.require("open_dispute", order.status, order_id)
-        raise
+        async with services.sessions() as session:
+            order = await order_repo.load(session, order_id)
+        raise ORDER.refusal_once_ended("open_dispute", order.status, order_id) from None
     async with services.sessions() as session:
         found = await dispute_repo.find(session, dispute_id)
         if finished and found is not None:
@@ -175,8 +176,8 @@ async def _act(services: Services, context: RequestContext, dispute: Dispute, up
     try:
         finished = await run_update(services, context, dispute.id, update, arg, DisputeOutcome)
     except WorkflowGone:
-        DISPUTE.require(update, dispute.status, dispute.id)
-        raise
+        ended = await _load(services, dispute.id)
+        raise DISPUTE.refusal_once_ended(update, ended.status, dispute.id) from None
     view = dispute_view(await _load(services, dispute.id))
     if finished:
         return ApiJSONResponse(view)
@@ -250,8 +251,8 @@ async def add_comment(
     try:
         await run_update(services, context, dispute.id, "add_comment", request, DisputeOutcome)
     except WorkflowGone:
-        DISPUTE.require("add_comment", dispute.status, dispute.id)
-        raise
+        ended = await _load(services, dispute.id)
+        raise DISPUTE.refusal_once_ended("add_comment", ended.status, dispute.id) from None
     async with services.sessions() as session:
         comment = await dispute_repo.find_comment(session, comment_id)
     if comment is not None:  # recorded: done, whether or not the Update has returned yet

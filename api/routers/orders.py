@@ -256,7 +256,7 @@ async def list_orders(
 @router.get("/orders/{order_id}", operation_id="orders-get", summary="Get an order")
 @policy(Access.SCOPED, "read", user_reads=True)
 async def get_order(order_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
-    async with services.sessions() as session:
+    async with repo.reading(services.engine) as session:
         return await repo.view(session, order_id, context.audience)
 
 
@@ -272,8 +272,7 @@ async def _act(
         except WorkflowGone:
             async with services.sessions() as session:
                 order = await repo.load(session, order_id)
-            ORDER.require(update, order.status, order_id)  # raises: a closed order accepts nothing
-            raise
+            raise ORDER.refusal_once_ended(update, order.status, order_id) from None
     except OfferhubError as exc:
         if exc.status in (409, 422):
             await _audit_refusal(services, context, order_id, update, exc)
@@ -403,8 +402,9 @@ async def _milestone_action(
         try:
             finished = await run_update(services, context, milestone.id, update, action, MilestoneOutcome)
         except WorkflowGone:
-            MILESTONE.require(update, milestone.status, milestone.id)  # a settled milestone accepts nothing
-            raise
+            async with services.sessions() as session:
+                milestone = await repo.milestone(session, order_id, milestone.id)
+            raise MILESTONE.refusal_once_ended(update, milestone.status, milestone.id) from None
     except OfferhubError as exc:
         if exc.status in (409, 422):
             await _audit_refusal(services, context, order_id, f"milestone_{update}", exc)

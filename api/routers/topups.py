@@ -299,8 +299,7 @@ async def _act(services: Services, context: RequestContext, topup_id: str, updat
                 topup = await repo.load(session, topup_id)
             if update == "refresh":
                 return ApiJSONResponse(repo.view(topup))
-            TOPUP.require(update, topup.status, topup_id)  # raises: a finished top-up accepts nothing
-            raise
+            raise TOPUP.refusal_once_ended(update, topup.status, topup_id) from None
     except OfferhubError as exc:
         if exc.status in (409, 422):
             await _audit_refusal(services, context, topup_id, topup.user_id, f"TOPUP_{update.upper()}", exc)

@@ -258,8 +258,7 @@ async def _act(
                     f"withdrawal {withdrawal_id} is {wd.status}: only WITHDRAWAL_CREATED can be committed",
                     {"withdrawal_id": withdrawal_id, "current_status": wd.status},
                 ) from None
-            WITHDRAWAL.require(update, wd.status, withdrawal_id)
-            raise
+            raise WITHDRAWAL.refusal_once_ended(update, wd.status, withdrawal_id) from None
     except OfferhubError as exc:
         if exc.status in (409, 422):
             await _audit_refusal(services, context, withdrawal_id, update, exc)

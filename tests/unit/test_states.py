@@ -1,7 +1,7 @@
 import pytest
 
 from models.errors import ErrorCode, OfferhubError
-from models.states import MACHINES, ORDER, WITHDRAWAL, OrderStatus
+from models.states import MACHINES, MILESTONE, ORDER, WITHDRAWAL, OrderStatus
 
 
 def test_every_machine_only_names_its_own_states() -> None:
@@ -57,3 +57,27 @@ def test_transitions_follow_the_table() -> None:
     with pytest.raises(OfferhubError) as caught:
         ORDER.check_transition("CLOSED", "IN_PROGRESS", "ord_x")
     assert caught.value.code is ErrorCode.TRANSITION_CONFLICT
+
+
+def test_an_ended_workflow_refuses_from_the_record_or_with_invalid_state() -> None:
+    """The record says RELEASED: the machine's own refusal. The record still says COMPLETED
+    (the workflow ended between the read and the action): INVALID_STATE, never a pass."""
+    settled = MILESTONE.refusal_once_ended("approve", "RELEASED", "ms_1")
+    assert settled.code is ErrorCode.INVALID_STATE and settled.details["current_state"] == "RELEASED"
+    lagging = MILESTONE.refusal_once_ended("approve", "COMPLETED", "ms_1")
+    assert lagging.code is ErrorCode.INVALID_STATE
+    assert lagging.details == {"milestone_id": "ms_1", "current_state": "COMPLETED", "allowed_states": []}
+
+
+def test_an_update_admitted_as_its_workflow_completed_reads_as_ended() -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+
+    from api.workflow_calls import ended_before_update
+
+    completed = ApplicationError(
+        "Workflow Update failed because the Workflow completed before the Update completed.",
+        type="AcceptedUpdateCompletedWorkflow",
+    )
+    assert ended_before_update(WorkflowUpdateFailedError(completed))
+    assert not ended_before_update(WorkflowUpdateFailedError(ApplicationError("no", type="INVALID_STATE")))
