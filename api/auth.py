@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -12,6 +13,7 @@ from sqlalchemy.sql import func
 from sqlmodel import col
 
 from api import credentials
+from api.key_cache import MAX_ENTRIES, REVOKED_CHANNEL, ActiveKey
 from api.services import Services
 from models.errors import ErrorCode, OfferhubError
 from models.tables import ApiKey
@@ -21,6 +23,9 @@ log = logging.getLogger("offerhub.auth")
 
 CredentialType = Literal["api_key", "token", "master_key"]
 MASTER_NAMESPACE = "master"
+TOUCH_SECONDS = 60
+# key ID -> when this process last asked Redis whether to write its `last_used_at`
+_touched: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -105,15 +110,28 @@ async def resolve(services: Services, secret: str) -> Credential:
         claims = credentials.read_token(secret, settings.token_secret, utcnow())
         if claims is None:
             raise invalid_key()
-        key = await _active_key_by_id(services, claims.api_key_id)
-        if key is None:
+        parent = await _active_key(services, claims.api_key_id)
+        if parent is None:
             raise invalid_key()
-        scopes = tuple(s for s in claims.scopes if s in key.scopes)
-        return Credential("token", key.id, key.name, scopes, claims.expires_at, claims.user_id)
+        scopes = tuple(s for s in claims.scopes if s in parent.scopes)
+        return Credential("token", parent.id, parent.name, scopes, claims.expires_at, claims.user_id)
+    cache = services.keys
+    cache.listen(services.redis)
+    known = cache.owner(secret)  # verified before: only its status can have changed
+    key = await _active_key(services, known) if known is not None else await _verify(services, secret)
+    if key is None:
+        raise invalid_key()
+    await _touch(services, key.id)
+    return Credential("api_key", key.id, key.name, key.scopes)
+
+
+async def _verify(services: Services, secret: str) -> ActiveKey | None:
+    """The ACTIVE key whose salted hash the secret matches (remembered by this process)."""
     parts = credentials.split_api_key(secret)
     if parts is None:
-        raise invalid_key()
+        return None
     key_prefix, lookup_prefix = parts
+    lookup = services.keys.begin()
     async with services.sessions() as session:
         candidates = (
             (
@@ -126,11 +144,13 @@ async def resolve(services: Services, secret: str) -> Credential:
             .scalars()
             .all()
         )
-    for key in candidates:
-        if credentials.verify_api_key(secret, key.salt, key.secret_hash) and key.status == "ACTIVE":
-            await _touch(services, key.id)
-            return Credential("api_key", key.id, key.name, tuple(key.scopes))
-    raise invalid_key()
+    for row in candidates:
+        if credentials.verify_api_key(secret, row.salt, row.secret_hash):
+            key = _active(row)
+            services.keys.remember_owner(secret, row.id)
+            services.keys.put(row.id, key, lookup)
+            return key
+    return None
 
 
 async def still_valid(services: Services, credential: Credential) -> bool:
@@ -140,19 +160,49 @@ async def still_valid(services: Services, credential: Credential) -> bool:
         return False
     if credential.key_id is None:
         return True
-    return await _active_key_by_id(services, credential.key_id) is not None
+    return await _active_key(services, credential.key_id) is not None
 
 
-async def _active_key_by_id(services: Services, key_id: str) -> ApiKey | None:
+async def key_revoked(services: Services, key_id: str) -> None:
+    """Forget a revoked key here at once, and in every other API process (Redis pub/sub);
+    without Redis they forget it within KEY_CACHE_SECONDS anyway."""
+    services.keys.evict(key_id)
+    try:
+        await services.redis.publish(REVOKED_CHANNEL, key_id)
+    except Exception as exc:
+        log.warning("key revocation not published: %s", type(exc).__name__)
+
+
+def _active(row: ApiKey) -> ActiveKey | None:
+    return ActiveKey(row.id, row.name, tuple(row.scopes)) if row.status == "ACTIVE" else None
+
+
+async def _active_key(services: Services, key_id: str) -> ActiveKey | None:
+    """The key while ACTIVE, as PostgreSQL had it less than KEY_CACHE_SECONDS ago."""
+    cache = services.keys
+    cache.listen(services.redis)
+    cached = cache.get(key_id)
+    if cached is not None:
+        return cached[0]
+    lookup = cache.begin()
     async with services.sessions() as session:
-        key = await session.get(ApiKey, key_id)
-    return key if key is not None and key.status == "ACTIVE" else None
+        row = await session.get(ApiKey, key_id)
+    key = _active(row) if row is not None else None
+    cache.put(key_id, key, lookup)
+    return key
 
 
 async def _touch(services: Services, key_id: str) -> None:
-    """`last_used_at`, written at most once a minute per key (Redis decides who writes)."""
+    """`last_used_at`, written at most once a minute per key (Redis decides who writes; each
+    process asks it at most once a minute per key)."""
+    now = time.monotonic()
+    if now - _touched.get(key_id, -TOUCH_SECONDS) < TOUCH_SECONDS:
+        return
+    if len(_touched) >= MAX_ENTRIES:
+        _touched.clear()
+    _touched[key_id] = now
     try:
-        first = await services.redis.set(f"offerhub:key-touched:{key_id}", b"1", nx=True, ex=60)
+        first = await services.redis.set(f"offerhub:key-touched:{key_id}", b"1", nx=True, ex=TOUCH_SECONDS)
     except Exception:  # Redis down: skip the bookkeeping, never the request
         return
     if first:

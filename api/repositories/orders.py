@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from api.auth import EVERYONE, Audience
@@ -16,9 +17,21 @@ from models.money import format_cents
 from models.tables import Dispute, Escrow, Milestone, Order
 from models.timefmt import iso
 
+# per engine: the session factory of `reading` (an engine is created once per process)
+_reads: WeakKeyDictionary[AsyncEngine, async_sessionmaker[AsyncSession]] = WeakKeyDictionary()
 IN_ESCROW_STATES = ("FUNDED", "RELEASING", "REFUNDING", "DISPUTED")
 # an order in one of these has a provider step in flight (ESCROW_FUNDING only while its escrow is FUNDING)
 IN_FLIGHT_STATES = ("ESCROW_CREATING", "RELEASE_REQUESTED", "REFUND_REQUESTED")
+
+
+def reading(engine: AsyncEngine) -> AsyncSession:
+    """A session for one read statement: no transaction around it (no BEGIN and ROLLBACK round
+    trips), as one statement is a consistent snapshot by itself."""
+    reads = _reads.get(engine)
+    if reads is None:
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        reads = _reads[engine] = async_sessionmaker(autocommit, expire_on_commit=False)
+    return reads()
 
 
 def not_found(order_id: str) -> OfferhubError:
@@ -139,7 +152,23 @@ async def load(session: AsyncSession, order_id: str, audience: Audience = EVERYO
 
 
 async def view(session: AsyncSession, order_id: str, audience: Audience = EVERYONE) -> dict[str, Any]:
-    return (await views(session, [await load(session, order_id, audience)]))[0]
+    """One order as `views` shows it, read in one query: the order joined to its live escrow,
+    its dispute (both at most one) and its milestones (one row each)."""
+    if not is_id(order_id, IdPrefix.ORDER):
+        raise not_found(order_id)
+    query = (
+        select(Order, Escrow, Dispute, Milestone)
+        .outerjoin(Escrow, and_(col(Escrow.order_id) == col(Order.id), col(Escrow.discarded_at).is_(None)))
+        .outerjoin(Dispute, col(Dispute.order_id) == col(Order.id))
+        .outerjoin(Milestone, col(Milestone.order_id) == col(Order.id))
+        .where(col(Order.id) == order_id)
+        .execution_options(populate_existing=True)
+    )
+    rows = (await session.execute(query)).all()
+    if not rows or not audience.sees(rows[0][0].buyer_id, rows[0][0].seller_id):
+        raise not_found(order_id)
+    order, escrow, dispute, _ = rows[0]
+    return order_view(order, escrow, [row[3] for row in rows if row[3] is not None], dispute)
 
 
 def in_flight(order: Order, escrow: Escrow | None) -> bool:

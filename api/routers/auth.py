@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from api import credentials
+from api import auth, credentials
 from api.errors import ApiJSONResponse
 from api.pagination import CursorQuery, LimitQuery, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
@@ -44,7 +44,7 @@ class TokenCreate(BaseModel):
     api_key_id: str | None = None
     scopes: list[Scope] | None = Field(default=None, min_length=1)
     ttl_seconds: int | None = Field(default=None, ge=60, le=86400)
-    user_id: str | None = Field(default=None, description="bind the token to this user (scopes must be [\"read\"])")
+    user_id: str | None = Field(default=None, description='bind the token to this user (scopes must be ["read"])')
 
 
 def api_key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
@@ -159,6 +159,7 @@ async def revoke_api_key(key_id: str, services: ServicesDep, context: ContextDep
             session.add(
                 _audit(context, "API_KEY_REVOKED", key_id, before={"status": "ACTIVE"}, after={"status": "REVOKED"})
             )
+    await auth.key_revoked(services, key_id)  # every API process stops accepting it (<= 1 s)
     return api_key_view(key)
 
 
