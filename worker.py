@@ -235,7 +235,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         async with worker:
             log.info("worker polling task queue %s", settings.temporal_task_queue)
             preparing = asyncio.create_task(prepare_until_done(ctx, client))
-            sequencing = asyncio.create_task(run_sequencer(ctx.engine))
+            sequencing = asyncio.create_task(run_sequencer(ctx.engine, settings.redis_url.get_secret_value()))
             relaying = asyncio.create_task(run_relay(ctx.engine, client, settings))
             try:
                 await (stop.wait() if stop is not None else asyncio.Event().wait())

@@ -128,7 +128,6 @@ class StateMachine:
             },
         )
 
-
     def refusal_once_ended(self, action: str, current: str, resource_id: str) -> OfferhubError:
         """Why `action` is refused on a resource whose workflow has completed (it accepts
         nothing more): the rule's own refusal from the record's `current` state, or

@@ -112,9 +112,11 @@ def fk(target: str, *, nullable: bool = False, **kw: Any) -> Any:
     )
 
 
-def listing_index(table: str) -> Index:
-    """The `(created_at DESC, id DESC)` index every listed resource pages through."""
-    return Index(f"ix_{table}_listing", text("created_at DESC"), text("id DESC"))
+def listing_index(table: str, by: str | None = None, *, moment: str = "created_at") -> Index:
+    """The `(moment DESC, id DESC)` index every listed resource pages through; with `by`, the
+    one a filter on that column pages through (`ix_orders_status_listing`, migration 0003)."""
+    name = f"ix_{table}_{by.removesuffix('_id')}_listing" if by else f"ix_{table}_listing"
+    return Index(name, *([by] if by else []), text(f"{moment} DESC"), text("id DESC"))
 
 
 __all__ = [

@@ -99,6 +99,7 @@ class Order(SQLModel, table=True):
         Index("ix_orders_seller", "seller_id"),
         Index("ix_orders_status", "status"),
         listing_index("orders"),
+        *(listing_index("orders", by) for by in ("status", "buyer_id", "seller_id")),
     )
 
     id: str = id_column(IdPrefix.ORDER)

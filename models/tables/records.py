@@ -141,7 +141,8 @@ class AuditLog(SQLModel, table=True):
         Index("ix_audit_logs_user", "user_id", text("occurred_at DESC")),
         Index("ix_audit_logs_action", "action"),
         Index("ix_audit_logs_request", "request_id"),
-        Index("ix_audit_logs_listing", text("occurred_at DESC"), text("id DESC")),
+        listing_index("audit_logs", moment="occurred_at"),
+        *(listing_index("audit_logs", by, moment="occurred_at") for by in ("action", "actor_type")),
     )
 
     id: str = id_column(IdPrefix.AUDIT)
