@@ -20,17 +20,14 @@ import httpx
 from fastapi import APIRouter
 
 from api.app import create_app
-from cli.dev import sandbox_env
 from cli.stack import (
     LOOPBACK,
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    EmbeddedTemporal,
     free_port,
     spawn,
     stop_process,
     wait_for_port,
 )
+from cli.throwaway import EmbeddedServices, throwaway_environment, wait_healthy
 from settings import Settings
 
 T = TypeVar("T")
@@ -89,33 +86,15 @@ class Stack:
         return self.env["TEMPORAL_TASK_QUEUE"]
 
     def start(self, overrides: dict[str, str]) -> None:
-        pg = EmbeddedPostgres(self.root / "postgres")
-        self.services.append(pg)
-        redis = EmbeddedRedis(self.root / "redis", free_port())
-        self.services.append(redis)
-        temporal = EmbeddedTemporal(self.root / "temporal", free_port(), ui_port=None, retry_ports=True)
-        self.services.append(temporal)
-        database_url = pg.start()
-        redis_url = redis.start()
-        temporal_address = temporal.start()
+        services = EmbeddedServices(self.root).start()
+        self.services.append(services)
+        database_url = services.database_url
         self.sandbox_port = free_port()
-        api_port = free_port()
         self.env = {
             **os.environ,
-            **sandbox_env(api_port, self.sandbox_port),
-            "OFFERHUB_ENVIRONMENT": "test",
-            "OFFERHUB_MASTER_KEY": "ohk_master_" + secrets.token_urlsafe(32),
-            "WALLET_ENCRYPTION_KEY": secrets.token_hex(32),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "TEMPORAL_ADDRESS": temporal_address,
-            "TEMPORAL_TASK_QUEUE": "offerhub-test",
-            "API_PORT": str(api_port),
-            "LOG_LEVEL": "INFO",
-            "LOG_FORMAT": "json",
-            # tests share one key: the per-key limit is exercised by its own API process
-            "RATE_LIMIT_PER_KEY_PER_MINUTE": "100000",
-            "RATE_LIMIT_UNAUTHENTICATED_PER_IP_PER_MINUTE": "100000",
+            **throwaway_environment(
+                services, api_port=free_port(), sandbox_port=self.sandbox_port, task_queue="offerhub-test"
+            ),
             # outbound webhooks retry within seconds, not minutes (tests/api/test_webhook_delivery.py)
             "WEBHOOK_RETRY_SCHEDULE_SECONDS": "0.5,1,1,2",
             **overrides,
@@ -169,22 +148,6 @@ class Stack:
         # ~120 MB per session; OFFERHUB_KEEP_TEST_DATA=1 keeps it (and its logs) for a post-mortem
         if not keep_data and not os.environ.get("OFFERHUB_KEEP_TEST_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def wait_healthy(api_url: str, *, timeout: float) -> None:
-    """Until `GET /health` answers 200 (every dependency, a worker on the API's queue included)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            report = httpx.get(f"{api_url}/health", timeout=5)
-            if report.status_code == 200:
-                return
-            detail = report.text
-        except httpx.TransportError as exc:
-            detail = repr(exc)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{api_url} not healthy within {timeout} s: {detail}")
-        time.sleep(0.2)
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,6 @@ async def _treasury(database_url: str) -> str:
 
 def _wait_up(stack: ChaosStack) -> None:
     """Every process back (the supervisor restarts the killed ones) and the API healthy."""
-    from cli.chaos.stack import wait_healthy
+    from cli.throwaway import wait_healthy
 
     wait_healthy(stack.api_url(), timeout=120)

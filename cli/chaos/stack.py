@@ -20,47 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from cli.dev import Child
+from cli.stack import LOOPBACK, free_port, stop_process, wait_for_port
+from cli.throwaway import EmbeddedServices, own_environment, throwaway_environment, wait_healthy
 
-from cli.dev import Child, sandbox_env
-from cli.stack import (
-    LOOPBACK,
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    EmbeddedTemporal,
-    free_port,
-    stop_process,
-    wait_for_port,
-)
-
-# settings the run chooses itself: the caller's environment must not leak into them
-CHOSEN_PREFIXES = (
-    "OFFERHUB_",
-    "WALLET_ENCRYPTION_",
-    "DATABASE_",
-    "REDIS_",
-    "TEMPORAL_",
-    "SANDBOX_",
-    "STELLAR_",
-    "TRUSTLESS_WORK_",
-    "AIRTM_",
-    "API_",
-    "PAYMENT_PROVIDER",
-    "PUBLIC_BASE_URL",
-    "DEPOSIT_",
-    "RATE_LIMIT_",
-    "WEBHOOK_",
-    "RECONCILIATION_",
-    "TOPUP_",
-    "WITHDRAWAL_",
-)
 # what the run passes on: the bug hook of the tests (activities/ledger.py), inert unless set
 PASSED_THROUGH = ("OFFERHUB_CHAOS_BUG",)
 RESTART_DELAY_SECONDS = 1.0
-
-
-def run_environment(base: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in base.items() if not k.startswith(CHOSEN_PREFIXES) or k in PASSED_THROUGH}
 
 
 @dataclass
@@ -71,8 +37,7 @@ class ChaosStack:
     children: dict[str, Child] = field(default_factory=dict)
     parked: set[str] = field(default_factory=set)  # children stopped on purpose (not restarted)
     restarts: dict[str, int] = field(default_factory=dict)
-    redis: EmbeddedRedis | None = None
-    services: list[EmbeddedPostgres | EmbeddedRedis | EmbeddedTemporal] = field(default_factory=list)
+    services: EmbeddedServices | None = None
     api_ports: dict[str, int] = field(default_factory=dict)
     sandbox_port: int = 0
 
@@ -96,37 +61,20 @@ class ChaosStack:
         return f"http://{LOOPBACK}:{self.api_ports[name]}/api/v1"
 
     def start(self) -> None:
-        pg = EmbeddedPostgres(self.root / "postgres")
-        self.services.append(pg)
-        self.redis = EmbeddedRedis(self.root / "redis", free_port())
-        self.services.append(self.redis)
-        temporal = EmbeddedTemporal(self.root / "temporal", free_port(), ui_port=None, retry_ports=True)
-        self.services.append(temporal)
-        database_url = pg.start()
-        redis_url = self.redis.start()
-        temporal_address = temporal.start()
+        self.services = services = EmbeddedServices(self.root).start()
+        database_url = services.database_url
         self.sandbox_port = free_port()
         self.api_ports = {"api": free_port(), "api-2": free_port()}
         self.env = {
-            **run_environment(dict(os.environ)),
-            **sandbox_env(self.api_ports["api"], self.sandbox_port),
-            "OFFERHUB_ENVIRONMENT": "test",
-            "OFFERHUB_MASTER_KEY": "ohk_master_" + secrets.token_urlsafe(32),
-            "WALLET_ENCRYPTION_KEY": secrets.token_hex(32),
+            **own_environment(dict(os.environ), keep=PASSED_THROUGH),
+            **throwaway_environment(
+                services, api_port=self.api_ports["api"], sandbox_port=self.sandbox_port, task_queue="offerhub-chaos"
+            ),
             "TEMPORAL_PAYLOAD_ENCRYPTION_KEY": secrets.token_hex(32),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "TEMPORAL_ADDRESS": temporal_address,
-            "TEMPORAL_TASK_QUEUE": "offerhub-chaos",
             "PAYMENT_PROVIDER": self.provider,
-            "API_PORT": str(self.api_ports["api"]),
-            "LOG_LEVEL": "INFO",
-            "LOG_FORMAT": "json",
-            # the run is one client with many users: the per-key limits would only throttle it
-            "RATE_LIMIT_PER_KEY_PER_MINUTE": "100000",
+            # the run is one client with many users: the per-user limits would only throttle it
             "RATE_LIMIT_TOPUPS_PER_USER_PER_MINUTE": "1000",
             "RATE_LIMIT_WITHDRAWALS_PER_USER_PER_MINUTE": "1000",
-            "RATE_LIMIT_UNAUTHENTICATED_PER_IP_PER_MINUTE": "100000",
             # outbound webhooks retry within seconds; Airtm flows are polled every few seconds
             "WEBHOOK_RETRY_SCHEDULE_SECONDS": "0.5,1,1,2,4",
             "TOPUP_POLL_INTERVAL_SECONDS": "3",
@@ -206,31 +154,15 @@ class ChaosStack:
         return True
 
     def restart_redis(self, down_seconds: float) -> None:
-        assert self.redis is not None
-        self.redis.stop()
+        assert self.services is not None
+        self.services.redis.stop()
         time.sleep(down_seconds)
-        self.redis.start()
+        self.services.redis.start()
 
     def stop(self, *, keep: bool = False) -> None:
         for child in reversed(list(self.children.values())):
             stop_process(child.process)
-        for service in reversed(self.services):
-            service.stop()
+        if self.services is not None:
+            self.services.stop()
         if not keep:
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def wait_healthy(api_url: str, *, timeout: float) -> None:
-    """Until `GET /health` answers 200 (every dependency, a worker on the queue included)."""
-    deadline = time.monotonic() + timeout
-    detail = ""
-    while time.monotonic() < deadline:
-        try:
-            report = httpx.get(f"{api_url}/health", timeout=5)
-            if report.status_code == 200:
-                return
-            detail = report.text
-        except httpx.TransportError as exc:
-            detail = repr(exc)
-        time.sleep(0.3)
-    raise RuntimeError(f"{api_url} not healthy within {timeout:.0f} s: {detail[:300]}")

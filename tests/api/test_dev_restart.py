@@ -25,33 +25,18 @@ import pytest
 from cli.demo import dev_database_url
 from cli.dev import SANDBOX_DB_PATH, DevStack, load_secrets
 from cli.stack import LOOPBACK, free_port
+from cli.throwaway import CHOSEN_PREFIXES, own_environment
 from sandbox.world import GENESIS_NAMES, World, derived_keypair
 from tests.api.orders_support import funded_user, order_in
 from tests.api.test_users import balance_of
 from tests.support import Stack, assert_books_balanced, assert_eventually, bearer, crypto_user
 
-# settings `offerhub dev` chooses itself: the test's own environment must not leak into them
-DEV_CHOSEN = (
-    "OFFERHUB_",
-    "WALLET_ENCRYPTION_",
-    "DATABASE_",
-    "REDIS_",
-    "TEMPORAL_",
-    "SANDBOX_",
-    "STELLAR_",
-    "TRUSTLESS_WORK_",
-    "AIRTM_",
-    "API_",
-    "PAYMENT_PROVIDER",
-    "PUBLIC_BASE_URL",
-    "DEPOSIT_",
-)
 READY_SECONDS = 40
 STOP_SECONDS = 30
 
 
 def clean_environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if not name.startswith(DEV_CHOSEN)}
+    return own_environment(dict(os.environ))
 
 
 def proc_stat(pid: int) -> tuple[int, str, int] | None:
@@ -273,7 +258,7 @@ async def test_make_dev_stopped_and_started_again_then_new_user_funded_and_order
 
 def test_exported_settings_win_over_data_secrets_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(DEV_CHOSEN):
+        if name.startswith(CHOSEN_PREFIXES):
             monkeypatch.delenv(name)
     # existing services: nothing embedded is started, only the environment is assembled
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://db.invalid/offerhub")
