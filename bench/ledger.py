@@ -15,7 +15,6 @@ socket; bounded in transactions; stops by itself.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from activities.ledger import apply_effect
+from bench.results_file import save
 from models.ids import IdPrefix, new_id
 from models.ledger import LedgerEffect
 from models.tables import Balance, Order, User
@@ -46,7 +46,6 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 USERS = 1000
 PAIRS = 800  # per run: 1,600 effects
 PGBENCH_TRANSACTIONS = 4000  # per run, split over its clients
-RESULTS = Path(__file__).resolve().parent / "results" / "ledger.json"
 ACTOR = ("system", "bench")
 
 
@@ -196,8 +195,7 @@ def main() -> dict[str, Any]:
     """Run the benchmark; print its table, save bench/results/ledger.json; return the results."""
     results = uvloop.run(run())
     report(results)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save("ledger", results)
     return results
 
 

@@ -32,6 +32,7 @@ import asyncpg
 import httpx
 import uvloop
 
+from bench.results_file import save
 from models.event_catalog import EVENT_TYPES
 from models.ids import IdPrefix, new_id
 from models.states import OrderStatus
@@ -42,7 +43,6 @@ AUDIT = int(os.environ.get("BENCH_LIST_AUDIT", "1000000"))
 USERS = 5000
 REQUESTS = int(os.environ.get("BENCH_LIST_REQUESTS", "200"))
 TARGET_MS = 50.0
-RESULTS = Path(__file__).resolve().parent / "results" / "lists.json"
 SEQUENCER_LOCK = 7_311_001  # activities/event_sequencer.py: seeded seqs must not race the sequencer
 AUDIT_ACTIONS = (
     "user.create",
@@ -404,9 +404,7 @@ async def run() -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     results = uvloop.run(run())
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"\nsaved {RESULTS}")
+    save("lists", results)
     return results
 
 

@@ -14,7 +14,6 @@ Run: `make bench` (or `python bench/reads.py`). Loopback only; bounded in reques
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import uvloop
 
+from bench.results_file import save
+
 # BENCH_CONCURRENCY / BENCH_REPEATS narrow a run while investigating; `make bench` uses the defaults
 CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16").split(","))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
@@ -35,7 +36,6 @@ WARMUP = 100
 TIME_LIMIT_SECONDS = 20.0  # a run stops early past this (a slow machine still ends)
 BENCH = Path(__file__).resolve().parent
 BASELINE_APP = BENCH / "reads_baseline.py"
-RESULTS = BENCH / "results" / "reads.json"
 Side = tuple[str, dict[str, str]]  # (URL of the order, headers)
 
 
@@ -146,8 +146,7 @@ def main() -> dict[str, Any]:
     """Run the benchmark; print its table, save bench/results/reads.json; return the results."""
     results = uvloop.run(run())
     report(results)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save("reads", results)
     return results
 
 

@@ -36,6 +36,7 @@ import httpx
 import uvloop
 
 from bench import cpu
+from bench.results_file import save
 from tests.support import assert_eventually
 
 STREAMS = int(os.environ.get("BENCH_STREAMS", "1000"))
@@ -44,7 +45,6 @@ EVENTS = int(os.environ.get("BENCH_STREAM_EVENTS", "30"))
 OPEN_CONCURRENCY = 20
 TARGET_CPU = 0.05
 TARGET_FANOUT_MS = 500.0
-RESULTS = Path(__file__).resolve().parent / "results" / "streams.json"
 
 
 @dataclass
@@ -207,9 +207,7 @@ async def run() -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     results = uvloop.run(run())
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"\nsaved {RESULTS}")
+    save("streams", results)
     return results
 
 
