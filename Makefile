@@ -20,7 +20,7 @@ dev: $(STAMP)  ## run the whole system on the embedded stack (Ctrl-C stops it)
 test: $(STAMP)  ## lint, type-check and run the whole suite against real services
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,39 +5,15 @@ a violation naming the user whose money it concerns."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHORT = ["--duration", "12", "--users", "3", "--max-operations", "24"]
+from tests.chaos.runs import BackgroundRuns
 
 
-def chaos(seed: int, *, bug: str | None = None) -> tuple[int, dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if k != "OFFERHUB_CHAOS_BUG"}
-    if bug is not None:
-        env["OFFERHUB_CHAOS_BUG"] = bug
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "chaos", "--seed", str(seed), *SHORT, "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.stdout.strip(), f"no report (exit {done.returncode}):\n{done.stderr[-3000:]}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return done.returncode, report
-
-
-@pytest.mark.timeout(300)
-def test_short_run_with_a_random_ledger_key_fails_naming_the_user() -> None:
-    code, report = chaos(7, bug="random_ledger_key")
+@pytest.mark.timeout(900)
+def test_short_run_with_a_random_ledger_key_fails_naming_the_user(chaos_runs: BackgroundRuns) -> None:
+    run = chaos_runs.outcome("bug")
+    code, report = run.code, run.report
 
     assert code == 1, report
     named = [v for v in report["violations"] if v["subject"].startswith("usr_")]
@@ -46,9 +22,10 @@ def test_short_run_with_a_random_ledger_key_fails_naming_the_user() -> None:
     assert "offerhub chaos --seed 7" in report["replay"]
 
 
-@pytest.mark.timeout(300)
-def test_short_run_without_the_bug_passes() -> None:
-    code, report = chaos(7)
+@pytest.mark.timeout(900)
+def test_short_run_without_the_bug_passes(chaos_runs: BackgroundRuns) -> None:
+    run = chaos_runs.outcome("clean")
+    code, report = run.code, run.report
 
     assert report["violations"] == [], report["violations"]
     assert code == 0
