@@ -38,6 +38,20 @@ CHOSEN_PREFIXES = (
 )
 
 
+class StackEnvironment:
+    """What a stack's environment says about it (mixed into the stack classes)."""
+
+    env: dict[str, str]
+
+    @property
+    def master_key(self) -> str:
+        return self.env["OFFERHUB_MASTER_KEY"]
+
+    @property
+    def database_url(self) -> str:
+        return self.env["DATABASE_URL"]
+
+
 def own_environment(base: dict[str, str], *, keep: tuple[str, ...] = ()) -> dict[str, str]:
     """`base` without the settings a stack chooses itself (but those named in `keep`)."""
     return {k: v for k, v in base.items() if not k.startswith(CHOSEN_PREFIXES) or k in keep}

@@ -27,7 +27,7 @@ from cli.stack import (
     stop_process,
     wait_for_port,
 )
-from cli.throwaway import EmbeddedServices, throwaway_environment, wait_healthy
+from cli.throwaway import EmbeddedServices, StackEnvironment, throwaway_environment, wait_healthy
 from settings import Settings
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class Process:
 
 
 @dataclass
-class Stack:
+class Stack(StackEnvironment):
     """One real PostgreSQL, Redis and Temporal dev server for the whole test session."""
 
     root: Path
@@ -72,14 +72,6 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
     api_url: str = ""
     sandbox_port: int = 0
-
-    @property
-    def master_key(self) -> str:
-        return self.env["OFFERHUB_MASTER_KEY"]
-
-    @property
-    def database_url(self) -> str:
-        return self.env["DATABASE_URL"]
 
     @property
     def task_queue(self) -> str:

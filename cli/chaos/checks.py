@@ -212,14 +212,13 @@ class Checker:
 
     # the outside agrees with the books ---------------------------------------------------
 
+    async def credited_topups(self, conn: AsyncConnection) -> dict[str, int]:
+        """Cents credited per user by succeeded top-ups (crypto deposits or Airtm pay-ins)."""
+        query = "SELECT user_id, sum(amount) AS total FROM topups WHERE status = 'TOPUP_SUCCEEDED' GROUP BY user_id"
+        return {row["user_id"]: int(row["total"]) for row in await self.rows(conn, query)}
+
     async def chain_agrees(self, conn: AsyncConnection) -> None:
-        credited = {
-            row["user_id"]: row["total"]
-            for row in await self.rows(
-                conn,
-                "SELECT user_id, sum(amount) AS total FROM topups WHERE status = 'TOPUP_SUCCEEDED' GROUP BY user_id",
-            )
-        }
+        credited = await self.credited_topups(conn)
         balances = {
             row["user_id"]: row["available"] + row["reserved"]
             for row in await self.rows(conn, "SELECT user_id, available, reserved FROM balances")
@@ -280,13 +279,7 @@ class Checker:
         return 0
 
     async def airtm_agrees(self, conn: AsyncConnection) -> None:
-        topups = {
-            row["user_id"]: row["total"]
-            for row in await self.rows(
-                conn,
-                "SELECT user_id, sum(amount) AS total FROM topups WHERE status = 'TOPUP_SUCCEEDED' GROUP BY user_id",
-            )
-        }
+        topups = await self.credited_topups(conn)
         for member in self.activity.users:
             confirmed = self.activity.payins_confirmed.get(member.id, 0)
             if topups.get(member.id, 0) != confirmed:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cli.dev import Child
 from cli.stack import LOOPBACK, free_port, stop_process, wait_for_port
-from cli.throwaway import EmbeddedServices, own_environment, throwaway_environment, wait_healthy
+from cli.throwaway import EmbeddedServices, StackEnvironment, own_environment, throwaway_environment, wait_healthy
 
 # what the run passes on: the bug hook of the tests (activities/ledger.py), inert unless set
 PASSED_THROUGH = ("OFFERHUB_CHAOS_BUG",)
@@ -30,7 +30,7 @@ RESTART_DELAY_SECONDS = 1.0
 
 
 @dataclass
-class ChaosStack:
+class ChaosStack(StackEnvironment):
     provider: str
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="offerhub-chaos-")))
     env: dict[str, str] = field(default_factory=dict)
@@ -44,14 +44,6 @@ class ChaosStack:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
-
-    @property
-    def master_key(self) -> str:
-        return self.env["OFFERHUB_MASTER_KEY"]
-
-    @property
-    def database_url(self) -> str:
-        return self.env["DATABASE_URL"]
 
     @property
     def sandbox_url(self) -> str:
