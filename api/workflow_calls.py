@@ -79,6 +79,11 @@ def ended_before_update(exc: BaseException) -> bool:
     return any(marker.lower() in text for marker in _ENDED_BEFORE_UPDATE)
 
 
+# Temporal refuses an Update (FAILED_PRECONDITION, "workflow not ready") while the workflow's
+# task is being retried or completes the workflow; never accepted, so sending it again is safe
+NOT_READY_PAUSES = (0.1, 0.3, 0.8)
+
+
 async def run_update(
     services: Services,
     context: RequestContext,
@@ -94,13 +99,24 @@ async def run_update(
     client = await services.temporal()
     handle = client.get_workflow_handle(workflow_id)
     try:
-        running = await handle.start_update(
-            update,
-            arg,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            id=update_id(context, workflow_id, update),
-            result_type=result_type,
-        )
+        for pause in (*NOT_READY_PAUSES, None):
+            try:
+                running = await handle.start_update(
+                    update,
+                    arg,
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    id=update_id(context, workflow_id, update),
+                    result_type=result_type,
+                )
+                break
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.FAILED_PRECONDITION:
+                    raise
+                if pause is None:  # never accepted, so nothing changed: the caller may send it again
+                    raise service_unavailable(
+                        "The workflow", f"{workflow_id} is not ready for {update}; nothing was changed, retry"
+                    ) from None
+                await asyncio.sleep(pause)
         await asyncio.wait_for(running.result(), timeout=services.settings.api_update_wait_seconds)
         return True
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
