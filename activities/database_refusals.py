@@ -18,19 +18,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from models.sqlstate import sqlstate
+
 DATABASE_REFUSED = "DATABASE_REFUSED"
 # SQLSTATE classes of a refusal that no retry can change: 22 data exception (a NUL in text,
 # a number out of range), 23 integrity constraint violation
 REFUSAL_CLASSES = ("22", "23")
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    """The server's SQLSTATE of a driver error, however SQLAlchemy wrapped it."""
-    for candidate in (exc, getattr(exc, "orig", None), getattr(getattr(exc, "orig", None), "__cause__", None)):
-        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-        if isinstance(code, str):
-            return code
-    return None
 
 
 def refused_by_database(exc: BaseException) -> bool:

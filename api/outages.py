@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.errors import ErrorCode, OfferhubError
+from models.sqlstate import sqlstate
 
 RETRY_AFTER_SECONDS = 5
 TEMPORAL_UNREACHABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
@@ -41,7 +42,7 @@ def unreachable_dependency(exc: BaseException) -> str | None:
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return "The database"
     if isinstance(exc, DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None), "sqlstate", None)
+        code = sqlstate(exc)
         if exc.connection_invalidated or (isinstance(code, str) and code[:2] in _DATABASE_UNAVAILABLE):
             return "The database"
         return None

@@ -12,7 +12,7 @@ import httpx
 
 from api.event_feed import SAFETY_POLL_SECONDS
 from cli.stack import LOOPBACK, free_port
-from tests.api.test_user_bound_tokens import next_data
+from tests.api.test_events import next_event
 from tests.support import Stack
 
 SSE = {"Accept": "text/event-stream"}
@@ -35,7 +35,7 @@ async def _delivered_in(
             assert created.status_code == 201, created.text
             started = time.monotonic()
             while True:
-                event = await asyncio.wait_for(next_data(lines), timeout=timeout)
+                event = await asyncio.wait_for(next_event(lines), timeout=timeout)
                 if event["resource"]["id"] == created.json()["id"]:
                     break
             took.append(time.monotonic() - started)

@@ -18,6 +18,7 @@ from models.timefmt import utcnow
 from tests.api.orders_support import order_in
 from tests.api.test_disputes import disputed_order
 from tests.api.test_envelope import assert_error
+from tests.api.test_events import next_event
 from tests.api.test_users import balance_of, faucet
 from tests.api.withdrawals_support import external_account, withdraw
 from tests.support import Stack, assert_eventually, bearer, create_key, crypto_user, stack_settings
@@ -191,7 +192,7 @@ async def test_a_bound_stream_receives_only_its_users_events(
         mine = await order_in(client, full_key, buyer["id"], seller["id"], "1.00", [])
         seen = []
         while True:
-            event = await asyncio.wait_for(next_data(lines), timeout=10)
+            event = await asyncio.wait_for(next_event(lines), timeout=10)
             assert buyer["id"] in event["user_ids"], event
             assert event["resource"]["id"] != other["id"], event
             seen.append(event)
@@ -232,18 +233,6 @@ async def test_a_stream_ends_with_an_error_once_its_token_expires(
     assert utcnow() < expires_at + timedelta(seconds=3)
     assert_ends_with_invalid_key(final)
     assert_error(await rechecking.get("/events", params={"access_token": token}), 401, "INVALID_API_KEY")
-
-
-async def next_data(lines: AsyncIterator[str]) -> dict[str, Any]:
-    """The data of the next non-ping event of an SSE stream."""
-    kind = None
-    async for line in lines:
-        if line.startswith("event: "):
-            kind = line[7:]
-        elif line.startswith("data: ") and kind != "ping":
-            data: dict[str, Any] = json.loads(line[6:])
-            return data
-    raise AssertionError("the stream ended")
 
 
 async def rest_of(lines: AsyncIterator[str]) -> list[str]:
