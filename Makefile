@@ -28,8 +28,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-bench: $(STAMP)  ## benchmarks (each starts its own embedded stack; loopback only)
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCHES := lifecycle money_flows reads ledger lists streams
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,embedded,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## benchmarks, then one table, summary.json and ratios.png in bench/results (docs/performance.md)
+	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+	$(BIN)/python bench/report.py
 
 demo: $(STAMP)
 	$(BIN)/offerhub demo

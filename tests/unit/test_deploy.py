@@ -143,6 +143,7 @@ def test_image_and_installs_use_the_lock_and_leave_the_embedded_binaries_out() -
         if "==" in line and not line.startswith("#")
     }
     wanted = {name.replace("_", "-") for name in runtime | EMBEDDED | names(project["optional-dependencies"]["dev"])}
+    wanted |= names(project["optional-dependencies"]["bench"])
     assert wanted <= locked, f"not pinned in requirements.lock: {wanted - locked}"
 
     makefile = (ROOT / "Makefile").read_text()
