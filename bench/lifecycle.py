@@ -5,9 +5,10 @@ A lifecycle is what a marketplace drives (32 buyer/seller pairs, round robin): c
 steps, Trustless Work and Stellar on the sandbox at zero latency). The baseline is a
 workflow with the same five Updates and the same number of local and regular activities,
 all doing nothing. Both are driven through the Temporal client at concurrency 1, 8 and 32;
-each point is the median of 3 runs. Target: lifecycle/baseline >= 0.5.
+each point is the median of 3 runs. Target: lifecycle/baseline >= 0.8 (issue #17).
 
 Run: `make bench` (or `python bench/lifecycle.py`). Loopback only; bounded; stops by itself.
+The figures are saved to bench/results/lifecycle.json (bench/results_file.py).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import uvloop
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -33,6 +37,7 @@ from temporalio.worker import Worker
 
 from bench import cpu
 from bench.baseline import BaselineWorkflow, noop
+from bench.results_file import save
 from models.ids import IdPrefix, new_id
 from models.orders_io import (
     Caller,
@@ -55,7 +60,16 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 TW_WEBHOOKS = os.environ.get("BENCH_TW_WEBHOOKS", "1") != "0"
 
 
-async def baseline(client: Client, queue: str) -> None:
+async def history_shape(client: Client, workflow_id: str) -> dict[str, int]:
+    """The events of one finished workflow's history: how many, and how many of each type."""
+    handle = client.get_workflow_handle(workflow_id)
+    await handle.result()
+    history = await handle.fetch_history()
+    kinds = Counter(EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") for event in history.events)
+    return {"events": len(history.events), **dict(sorted(kinds.items()))}
+
+
+async def baseline(client: Client, queue: str) -> str:
     workflow_id = f"bench-{uuid.uuid4()}"
     start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
         BaselineWorkflow.run, id=workflow_id, task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
@@ -64,9 +78,10 @@ async def baseline(client: Client, queue: str) -> None:
     handle = client.get_workflow_handle(workflow_id)
     for update in ("reserve", "create_escrow", "fund_escrow", "release"):
         await handle.execute_update(update)
+    return workflow_id
 
 
-async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> None:
+async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> str:
     order_id = new_id(IdPrefix.ORDER)
     caller = Caller(actor_type="system", actor_id="bench")
     order = OrderInput(id=order_id, buyer_id=buyer, seller_id=seller, title="bench", amount=100)
@@ -90,10 +105,11 @@ async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> None
     ):
         outcome = await handle.execute_update(update, arg, result_type=OrderOutcome)
     assert outcome.status == "CLOSED", outcome
+    return order_id
 
 
 async def rate(
-    run_one: Callable[[], Awaitable[None]], concurrency: int, count: int, cpu_used: dict[str, float]
+    run_one: Callable[[], Awaitable[object]], concurrency: int, count: int, cpu_used: dict[str, float]
 ) -> float:
     """Items per second; adds the CPU seconds each role spent meanwhile to `cpu_used`."""
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -114,7 +130,28 @@ async def rate(
     return count / elapsed
 
 
-async def main() -> None:
+def case(name: str, concurrency: int, product: list[float], baseline: list[float]) -> dict[str, Any]:
+    """One point of a result file: medians of the repeats, their ratio, and every run."""
+    p, b = statistics.median(product), statistics.median(baseline)
+    return {
+        "name": name,
+        "concurrency": concurrency,
+        "product_per_s": round(p, 3),
+        "baseline_per_s": round(b, 3),
+        "ratio": round(p / b, 3),
+        "runs": [
+            {"product_per_s": round(x, 3), "baseline_per_s": round(y, 3)}
+            for x, y in zip(product, baseline, strict=True)
+        ],
+    }
+
+
+def cpu_per_item(used: dict[str, float], items: int) -> dict[str, float]:
+    """CPU milliseconds per item, per role."""
+    return {role: round(1000 * seconds / items, 2) for role, seconds in sorted(used.items())}
+
+
+async def main() -> dict[str, Any]:
     from tests.support import crypto_user, start_stack
 
     # wallets are funded once at set-up; polling 64 idle wallets every second would only add noise
@@ -152,8 +189,10 @@ async def main() -> None:
             print(f"{'concurrency':>11} {'lifecycles/s':>13} {'baseline/s':>11} {'ratio':>6}")
             cpu_real: dict[str, float] = {}
             cpu_base: dict[str, float] = {}
+            cases: list[dict[str, Any]] = []
             for concurrency in CONCURRENCY:
-                real, base = [], []
+                real: list[float] = []
+                base: list[float] = []
                 for _ in range(REPEATS):
                     real.append(
                         await rate(
@@ -166,14 +205,33 @@ async def main() -> None:
                     base.append(await rate(lambda: baseline(client, queue), concurrency, counts[concurrency], cpu_base))
                 r, b = statistics.median(real), statistics.median(base)
                 print(f"{concurrency:>11} {r:>13.2f} {b:>11.2f} {r / b:>6.2f}", flush=True)
+                cases.append(case("order lifecycle", concurrency, real, base))
             total = REPEATS * sum(counts[c] for c in CONCURRENCY)
             print(f"\nCPU ms per item, all runs ({total} of each; the baseline worker runs in the bench process):")
             print(f"{'role':>11} {'lifecycle':>10} {'baseline':>9}")
             for role in sorted(set(cpu_real) | set(cpu_base)):
                 real_ms, base_ms = (1000 * used.get(role, 0) / total for used in (cpu_real, cpu_base))
                 print(f"{role:>11} {real_ms:>10.1f} {base_ms:>9.1f}")
+            histories = {
+                "product": await history_shape(client, await lifecycle(client, stack.task_queue, *next(users))),
+                "baseline": await history_shape(client, await baseline(client, queue)),
+            }
+            print(f"\nhistory events per item: lifecycle {histories['product']}, baseline {histories['baseline']}")
+            results: dict[str, Any] = {
+                "cases": cases,
+                "history_events_per_item": histories,
+                "repeats": REPEATS,
+                "items": {str(c): counts[c] for c in CONCURRENCY},
+                "cpu_ms_per_item": {
+                    "product": cpu_per_item(cpu_real, total),
+                    "baseline": cpu_per_item(cpu_base, total),
+                },
+                "target_ratio": 0.8,
+            }
     finally:
         await asyncio.to_thread(stack.stop)
+    save("lifecycle", results)
+    return results
 
 
 if __name__ == "__main__":
