@@ -16,6 +16,7 @@ from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from models.errors import ErrorCode, OfferhubError
 
@@ -69,14 +70,21 @@ async def fetch_page(
     if cursor is not None:
         if not cursor_valid(cursor):
             raise bad_cursor()
-        anchor = (await session.execute(select(moment, model.id).where(model.id == cursor))).first()
-        if anchor is None:
-            raise bad_cursor()
-        query = query.where(tuple_(moment, model.id) < tuple_(anchor[0], anchor[1]))
+        # the anchor is read inside the page's own statement (one round trip, not two); the
+        # planner evaluates it once, then starts the index scan at its row
+        anchor = aliased(model)
+        anchor_row = select(getattr(anchor, newest), anchor.id).where(anchor.id == cursor).scalar_subquery()
+        query = query.where(tuple_(moment, model.id) < anchor_row)
     rows: Sequence[Any] = (
         (await session.execute(query.order_by(moment.desc(), model.id.desc()).limit(limit + 1))).scalars().all()
     )
+    if not rows and cursor is not None and not await _exists(session, model, cursor):
+        raise bad_cursor()  # an empty page: the end of the list, or a cursor that names nothing
     return list(rows[:limit]), len(rows) > limit
+
+
+async def _exists(session: AsyncSession, model: Any, item_id: str) -> bool:
+    return (await session.execute(select(model.id).where(model.id == item_id))).first() is not None
 
 
 def envelope(data: list[Any], rows: list[Any], has_more: bool) -> dict[str, Any]:
