@@ -121,6 +121,7 @@ def activities_for(ctx: WorkerContext) -> list[Any]:
         escrow.deploy,
         escrow.fund,
         escrow.call,
+        escrow.calls,
         orders.create,
         orders.reserve,
         orders.cancel,

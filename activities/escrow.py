@@ -25,7 +25,7 @@ from models.escrow_io import (
     MilestoneSpec,
     WalletRef,
 )
-from models.orders_io import ChainDone, EscrowCallInput, EscrowPlan
+from models.orders_io import ChainDone, EscrowCallInput, EscrowCalls, EscrowPlan
 from models.tables import Escrow, Milestone, Order, Wallet
 from providers.errors import ProviderUnavailable
 from providers.stellar.keyvault import SealedWallet
@@ -166,6 +166,17 @@ class EscrowActivities:
     @provider_errors
     async def call(self, req: EscrowCallInput) -> ChainDone:
         """complete / approve / release / dispute / resolve, on the escrow or one milestone."""
+        return await self._call(req)
+
+    @activity.defn(name=steps.ESCROW_CALLS.name)
+    @provider_errors
+    async def calls(self, req: EscrowCalls) -> ChainDone:
+        """Steps that always go together, in order; each one's key finds it done on a retry
+        (ChainSubmitter), so only the steps that did not land run again."""
+        done = [await self._call(call) for call in req.calls]
+        return done[-1]
+
+    async def _call(self, req: EscrowCallInput) -> ChainDone:
         buyer_id, seller_id = req.buyer_id, req.seller_id
         if buyer_id is None or seller_id is None:  # an input recorded before it named the parties
             async with self.ctx.sessions() as session:

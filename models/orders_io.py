@@ -191,3 +191,11 @@ class EscrowCallInput(BaseModel):
     # the order's parties, so the step need not read the order (absent in inputs recorded earlier)
     buyer_id: str | None = None
     seller_id: str | None = None
+
+
+class EscrowCalls(BaseModel):
+    """Trustless Work steps that always go together (complete, approve, release; dispute,
+    resolve), run in order by one provider activity, each under its own operation key, so a
+    retried activity skips the steps that already landed."""
+
+    calls: list[EscrowCallInput] = Field(min_length=1)

@@ -16,7 +16,16 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 
 from models.disputes_io import DisputeInput, DisputeOutcome, DisputeStep, OpenDispute
-from models.orders_io import ChainDone, CreateOrder, EscrowCallInput, EscrowPlan, MilestoneStep, OrderOutcome, OrderStep
+from models.orders_io import (
+    ChainDone,
+    CreateOrder,
+    EscrowCallInput,
+    EscrowCalls,
+    EscrowPlan,
+    MilestoneStep,
+    OrderOutcome,
+    OrderStep,
+)
 from models.reconciliation_io import CheckResult, ReconciliationInput, RunOutcome, RunRef, RunReport
 from models.retention_io import PurgeReport, RetentionInput
 from models.topups_io import PayinRef, PayinSnapshot, TopUpMove, TopUpOutcome, TopUpRecord
@@ -84,6 +93,7 @@ MILESTONE_RECORD = Step("milestone_record", MilestoneStep, OrderOutcome)  # read
 ESCROW_DEPLOY = Step("escrow_deploy", EscrowPlan, ChainDone)
 ESCROW_FUND = Step("escrow_fund", EscrowPlan, ChainDone)
 ESCROW_CALL = Step("escrow_call", EscrowCallInput, ChainDone)
+ESCROW_CALLS = Step("escrow_calls", EscrowCalls, ChainDone)  # the last step's answer
 
 # disputes (activities/disputes.py) ---------------------------------------------------------------
 DISPUTE_OPEN = Step("dispute_open", OpenDispute, DisputeInput)
