@@ -156,6 +156,7 @@ async def main() -> dict[str, Any]:
 
     # wallets are funded once at set-up; polling 64 idle wallets every second would only add noise
     stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    cpu.track(str(stack.root))  # its PostgreSQL daemon left our process tree
     for extra in range(1, WORKERS):  # workers are stateless: more processes, more cores
         stack.spawn(f"worker-{extra}", ["worker"])
     try:

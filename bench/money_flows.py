@@ -40,6 +40,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from bench import cpu
 from bench.baseline import ShapeBaselineWorkflow, noop
 from bench.lifecycle import CONCURRENCY, REPEATS, case, cpu_per_item, history_shape, rate
 from bench.results_file import save
@@ -168,6 +169,7 @@ async def main() -> dict[str, Any]:
     items = REPEATS * sum(count(c) for c in CONCURRENCY) + 1  # + the one whose history is read
     each = (items // USERS + 2) * WITHDRAWAL // 100  # dollars per crypto user
     stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    cpu.track(str(stack.root))  # its PostgreSQL daemon left our process tree
     try:
         airtm = await asyncio.to_thread(stack.start_airtm)
         client = await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
