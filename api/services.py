@@ -7,11 +7,12 @@ import logging
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
+from api.database import create_engine
 from api.event_feed import EventFeed
 from api.key_cache import KeyCache
 from api.maintenance import MaintenanceCache
@@ -41,18 +42,6 @@ async def connect_temporal(
         api_key=api_key,
         runtime=runtime,
         retry_config=retry_config,
-    )
-
-
-def create_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
-        settings.database_url.get_secret_value(),
-        hide_parameters=True,  # SQL parameters (amounts, e-mails, sealed seeds) never reach logs or errors
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
-        connect_args=settings.database_connect_args,
-        pool_timeout=settings.database_connect_timeout_seconds + 2,
     )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-from weakref import WeakKeyDictionary
+from typing import Any, Protocol
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlmodel import col
+from sqlalchemy import and_, bindparam, func, inspect, or_, select
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlmodel import SQLModel, col
 
+from api import database
 from api.auth import EVERYONE, Audience
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
@@ -17,28 +19,51 @@ from models.money import format_cents
 from models.tables import Dispute, Escrow, Milestone, Order
 from models.timefmt import iso
 
-# per engine: the session factory of `reading` (an engine is created once per process)
-_reads: WeakKeyDictionary[AsyncEngine, async_sessionmaker[AsyncSession]] = WeakKeyDictionary()
 IN_ESCROW_STATES = ("FUNDED", "RELEASING", "REFUNDING", "DISPUTED")
 # an order in one of these has a provider step in flight (ESCROW_FUNDING only while its escrow is FUNDING)
 IN_FLIGHT_STATES = ("ESCROW_CREATING", "RELEASE_REQUESTED", "REFUND_REQUESTED")
 
 
-def reading(engine: AsyncEngine) -> AsyncSession:
-    """A session for one read statement: no transaction around it (no BEGIN and ROLLBACK round
-    trips), as one statement is a consistent snapshot by itself."""
-    reads = _reads.get(engine)
-    if reads is None:
-        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        reads = _reads[engine] = async_sessionmaker(autocommit, expire_on_commit=False)
-    return reads()
+class Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class Columns:
+    """One table's columns in a joined row, read as attributes by the names its model gives
+    them (`order.metadata_`), so the representation reads a row as it reads an entity."""
+
+    __slots__ = ("_prefix", "_row")
+
+    def __init__(self, row: Row, prefix: str) -> None:
+        self._row, self._prefix = row, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._row[self._prefix + name]
+
+
+def _labelled(prefix: str, model: type[SQLModel]) -> list[Any]:
+    return [prop.columns[0].label(prefix + prop.key) for prop in inspect(model).column_attrs]
+
+
+# One order joined to its live escrow and its dispute (both at most one) and its milestones (one
+# row each), each table's columns under its own prefix
+ONE_ORDER = (
+    select(*_labelled("o_", Order), *_labelled("e_", Escrow), *_labelled("d_", Dispute), *_labelled("m_", Milestone))
+    .select_from(Order)
+    .outerjoin(Escrow, and_(col(Escrow.order_id) == col(Order.id), col(Escrow.discarded_at).is_(None)))
+    .outerjoin(Dispute, col(Dispute.order_id) == col(Order.id))
+    .outerjoin(Milestone, col(Milestone.order_id) == col(Order.id))
+    .where(col(Order.id) == bindparam("order_id"))
+)
+# as the driver takes it (`$1`)
+ONE_ORDER_SQL = str(ONE_ORDER.compile(dialect=PGDialect_asyncpg()))  # type: ignore[no-untyped-call]
 
 
 def not_found(order_id: str) -> OfferhubError:
     return OfferhubError(ErrorCode.ORDER_NOT_FOUND, f"Order {order_id} not found", {"order_id": order_id})
 
 
-def milestone_view(m: Milestone) -> dict[str, Any]:
+def milestone_view(m: Milestone | Columns) -> dict[str, Any]:
     return {
         "id": m.id,
         "order_id": m.order_id,
@@ -57,7 +82,7 @@ def milestone_view(m: Milestone) -> dict[str, Any]:
     }
 
 
-def escrow_view(e: Escrow) -> dict[str, Any]:
+def escrow_view(e: Escrow | Columns) -> dict[str, Any]:
     return {
         "id": e.id,
         "order_id": e.order_id,
@@ -79,7 +104,10 @@ def escrow_view(e: Escrow) -> dict[str, Any]:
 
 
 def order_view(
-    order: Order, escrow: Escrow | None, milestones: list[Milestone], dispute: Dispute | None
+    order: Order | Columns,
+    escrow: Escrow | Columns | None,
+    milestones: Sequence[Milestone | Columns],
+    dispute: Dispute | Columns | None,
 ) -> dict[str, Any]:
     in_escrow = 0
     if escrow is not None and escrow.status in IN_ESCROW_STATES:
@@ -152,23 +180,30 @@ async def load(session: AsyncSession, order_id: str, audience: Audience = EVERYO
 
 
 async def view(session: AsyncSession, order_id: str, audience: Audience = EVERYONE) -> dict[str, Any]:
-    """One order as `views` shows it, read in one query: the order joined to its live escrow,
-    its dispute (both at most one) and its milestones (one row each)."""
+    """One order as `views` shows it, read in one statement (ONE_ORDER) in the session's transaction."""
     if not is_id(order_id, IdPrefix.ORDER):
         raise not_found(order_id)
-    query = (
-        select(Order, Escrow, Dispute, Milestone)
-        .outerjoin(Escrow, and_(col(Escrow.order_id) == col(Order.id), col(Escrow.discarded_at).is_(None)))
-        .outerjoin(Dispute, col(Dispute.order_id) == col(Order.id))
-        .outerjoin(Milestone, col(Milestone.order_id) == col(Order.id))
-        .where(col(Order.id) == order_id)
-        .execution_options(populate_existing=True)
-    )
-    rows = (await session.execute(query)).all()
-    if not rows or not audience.sees(rows[0][0].buyer_id, rows[0][0].seller_id):
+    rows = (await session.execute(ONE_ORDER, {"order_id": order_id})).mappings().all()
+    return _one(rows, order_id, audience)
+
+
+async def read(engine: AsyncEngine, order_id: str, audience: Audience = EVERYONE) -> dict[str, Any]:
+    """`view` outside any session or transaction, on the driver (`GET /orders/{id}`)."""
+    if not is_id(order_id, IdPrefix.ORDER):
         raise not_found(order_id)
-    order, escrow, dispute, _ = rows[0]
-    return order_view(order, escrow, [row[3] for row in rows if row[3] is not None], dispute)
+    return _one(await database.fetch(engine, ONE_ORDER_SQL, order_id), order_id, audience)
+
+
+def _one(rows: Sequence[Row], order_id: str, audience: Audience) -> dict[str, Any]:
+    if not rows or not audience.sees(rows[0]["o_buyer_id"], rows[0]["o_seller_id"]):
+        raise not_found(order_id)
+    first = rows[0]
+    return order_view(
+        Columns(first, "o_"),
+        Columns(first, "e_") if first["e_id"] is not None else None,
+        [Columns(row, "m_") for row in rows if row["m_id"] is not None],
+        Columns(first, "d_") if first["d_id"] is not None else None,
+    )
 
 
 def in_flight(order: Order, escrow: Escrow | None) -> bool:

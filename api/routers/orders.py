@@ -255,9 +255,9 @@ async def list_orders(
 
 @router.get("/orders/{order_id}", operation_id="orders-get", summary="Get an order")
 @policy(Access.SCOPED, "read", user_reads=True)
-async def get_order(order_id: str, services: ServicesDep, context: ContextDep) -> dict[str, Any]:
-    async with repo.reading(services.engine) as session:
-        return await repo.view(session, order_id, context.audience)
+async def get_order(order_id: str, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
+    # a response, not a dict: FastAPI would re-encode a dict field by field (jsonable_encoder)
+    return ApiJSONResponse(await repo.read(services.engine, order_id, context.audience))
 
 
 async def _act(
