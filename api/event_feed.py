@@ -8,7 +8,10 @@ what matches its filters from the window. A stream further behind than the windo
 replay, a slow reader) reads PostgreSQL itself until it catches up.
 
 The feed also reads PostgreSQL every SAFETY_POLL_SECONDS whatever Redis says, so a lost
-wake-up, or Redis down, delays an event by at most that long and never loses it."""
+wake-up, or Redis down, delays an event by at most that long and never loses it.
+
+When the server is asked to stop (uvicorn's exit signal), the feed sets `closing` and wakes
+every stream, so each ends its response cleanly instead of holding the shutdown open."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import bisect
 import contextlib
 import json
 import logging
+import signal
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlmodel import col
 from sse_starlette import ServerSentEvent
+from sse_starlette.sse import AppStatus
 
 from models.event_wakeups import WAKE_CHANNEL
 from models.events import event_view
@@ -36,6 +41,7 @@ log = logging.getLogger("offerhub.events")
 SAFETY_POLL_SECONDS = 5.0
 WINDOW = 5000  # recent events kept (trimmed to this once twice as many are held)
 READ_BATCH = 1000
+EXIT_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -72,6 +78,8 @@ class EventFeed:
         self._seqs: list[int] = []
         self._listeners: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
+        self._exit_watch: asyncio.Task[None] | None = None
+        self.closing = False  # the server is stopping: streams end
         self._starting = asyncio.Lock()
         self._polling_only = False  # Redis was away at the last attempt (logged once)
 
@@ -87,6 +95,7 @@ class EventFeed:
             async with services.sessions() as session:
                 self.floor = self.top = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
             self._task = asyncio.create_task(self._run(services), name="event-feed")
+            self._exit_watch = asyncio.create_task(self._watch_exit(), name="event-feed-exit")
 
     def listen(self, wake: asyncio.Event) -> None:
         self._listeners.add(wake)
@@ -151,9 +160,28 @@ class EventFeed:
                 await asyncio.sleep(SAFETY_POLL_SECONDS)
                 await self._refresh_quietly(services)
 
+    async def _watch_exit(self) -> None:
+        """End every stream once the server is stopping (sse_starlette's flag, set by its hook
+        on uvicorn's exit handler, or the uvicorn server's own, found from its signal handler)."""
+        while True:
+            await asyncio.sleep(EXIT_CHECK_SECONDS)
+            if _server_stopping():
+                break
+        self.closing = True
+        for wake in self._listeners:
+            wake.set()
+
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._exit_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._exit_watch = None
+
+
+def _server_stopping() -> bool:
+    if AppStatus.should_exit:
+        return True
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return bool(getattr(server, "should_exit", False))

@@ -2,15 +2,16 @@
 memory per stream, CPU of the API process while they idle, and fan-out latency from commit
 to the last client.
 
-The streams are opened by a minimal HTTP/1.1 client on asyncio sockets (httpx would spend
-more CPU on this machine's two cores than the API does). One stream per (credential,
-user_id) and at most 50 per credential (api/routers/events.py): every stream here is
-unfiltered, so each needs its own API key (minted with the master key), and each receives
-every event. Fan-out: an event is committed by a real action (`POST /users` writes
-`user.created`); the latency is from the moment its 201 arrived (the event's transaction has
-committed; the worker's sequencer numbers it, then wakes the streams through Redis) to the
-moment each stream delivered it. Target: 1,000 idle streams under 5 % of a core, fan-out
-p99 < 500 ms.
+The streams are opened by a minimal HTTP/1.1 client on bare asyncio protocols (httpx, or
+even asyncio streams, would spend more CPU on this machine's two cores than the API does).
+One stream per (credential, user_id) and at most 50 per credential
+(api/routers/events.py): every stream here is unfiltered, so each needs its own API key
+(minted with the master key), and each receives every event. Fan-out: an event is
+committed by a real action (`POST /users` writes `user.created`); the latency is from its
+`occurred_at` (stamped in the transaction just before its commit; the worker's sequencer
+numbers it, then wakes the streams through Redis) to the moment the last of the streams
+received it. Also reported: the CPU the API process and this client spent per event.
+Target: 1,000 idle streams under 5 % of a core, fan-out p99 < 500 ms.
 
 Run: `make bench` (or `python bench/streams.py`). Loopback only; bounded; stops by itself.
 BENCH_STREAMS / BENCH_STREAM_IDLE_SECONDS / BENCH_STREAM_EVENTS shrink a run.
@@ -26,6 +27,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,39 +49,75 @@ TARGET_CPU = 0.05
 TARGET_FANOUT_MS = 500.0
 
 
-@dataclass
-class Stream:
-    """One SSE client: when it saw each event id (perf_counter)."""
+class Stream(asyncio.Protocol):
+    """One SSE client on a bare asyncio protocol: when it first saw each event id (wall
+    clock, read as the event loop hands the bytes over: the clock of the event's
+    `occurred_at`, stamped by the API on the same machine)."""
 
-    key: str
-    watch: bool = False  # also map each event's resource_id to its id (one stream does)
-    seen: dict[str, float] = field(default_factory=dict)
-    ids_by_resource: dict[str, str] = field(default_factory=dict)
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    def __init__(self, key: str, *, watch: bool = False) -> None:
+        self.key = key
+        self.watch = watch  # also map each event's resource_id to its id (one stream does)
+        self.seen: dict[str, float] = {}
+        self.ids_by_resource: dict[str, str] = {}
+        self.occurred: dict[str, float] = {}  # event id: its occurred_at (watching stream)
+        self.opened = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.refusal = b""
+        self.task: asyncio.Task[None] | None = None
+        self._head = b""
+        self._tail = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.opened.is_set():
+            self._head += data
+            if b"\r\n\r\n" not in self._head:
+                return
+            head, _, data = self._head.partition(b"\r\n\r\n")
+            if b" 200 " not in head.split(b"\r\n", 1)[0]:
+                self.refusal = self._head
+                if self._transport is not None:
+                    self._transport.close()
+                return
+            self.opened.set()
+        # chunked framing: size lines and SSE lines alike end with a newline; only id lines
+        # (and, on the watching stream, data lines) matter
+        buffer = self._tail + data
+        cut = buffer.rfind(b"\n") + 1
+        self._tail = buffer[cut:]
+        if b"id: " not in buffer and not self.watch:
+            return
+        for line in buffer[:cut].split(b"\n"):
+            if line.startswith(b"id: "):
+                self.seen.setdefault(line[4:].strip().decode(), now)
+            elif self.watch and line.startswith(b"data: {"):
+                event = json.loads(line[6:])
+                if "resource" in event:
+                    self.ids_by_resource[event["resource"]["id"]] = event["id"]
+                    self.occurred[event["id"]] = datetime.fromisoformat(event["occurred_at"]).timestamp()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
 
     async def run(self, host: str, port: int, path: str) -> None:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+        self._head = self._tail = self.refusal = b""
+        self.closed.clear()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(lambda: self, host, port)
         try:
-            writer.write(
+            transport.write(
                 f"GET {path}/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
                 f"Authorization: Bearer {self.key}\r\n\r\n".encode()
             )
-            status = await reader.readline()
-            if b" 200 " not in status:
-                raise RuntimeError(f"stream refused: {status!r} {await reader.read(2000)!r}")
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass  # headers
-            self.opened.set()
-            while line := await reader.readline():  # chunked: size lines and data lines alike
-                if line.startswith(b"id: "):
-                    self.seen.setdefault(line[4:].strip().decode(), time.perf_counter())
-                elif self.watch and line.startswith(b"data: {"):
-                    event = json.loads(line[6:])
-                    if "resource" in event:
-                        self.ids_by_resource[event["resource"]["id"]] = event["id"]
+            await self.closed.wait()
+            if self.refusal:
+                raise RuntimeError(f"stream refused: {self.refusal[:2000]!r}")
         finally:
-            writer.close()
+            transport.close()
 
 
 def rss_kib(pid: int) -> int:
@@ -106,13 +144,26 @@ async def idle_cpu(pid: int, seconds: float) -> float:
     return (process_cpu(pid) - before) / (time.perf_counter() - started)
 
 
-async def fan_out(api: httpx.AsyncClient, headers: dict[str, str], streams: list[Stream]) -> list[float]:
-    """Per event: ms from its commit (the 201 of POST /users) to the last stream seeing it."""
-    lasts = []
+@dataclass
+class FanOut:
+    """Per event: ms from its commit to the last stream receiving it, and the CPU (ms) the
+    API process and this client process spent on it (its POST /users included)."""
+
+    latency_ms: list[float] = field(default_factory=list)
+    api_cpu_ms: list[float] = field(default_factory=list)
+    client_cpu_ms: list[float] = field(default_factory=list)
+
+
+async def fan_out(api: httpx.AsyncClient, headers: dict[str, str], streams: list[Stream], api_pid: int) -> FanOut:
+    """One event at a time, the streams idle between. The clock starts at the event's
+    `occurred_at`, stamped in its transaction just before the commit (an upper bound of
+    commit-to-receipt by those few ms); not at the 201 of the POST, which the API's event
+    loop may answer only after it has fanned the event out."""
+    measured = FanOut()
     for n in range(EVENTS):
         external = f"bench-stream-{n}-{time.time_ns()}"
+        api_cpu, client_cpu = process_cpu(api_pid), time.process_time()
         created = await api.post("/users", json={"external_user_id": external}, headers=headers)
-        committed = time.perf_counter()
         created.raise_for_status()
         user_id = created.json()["id"]
 
@@ -120,11 +171,13 @@ async def fan_out(api: httpx.AsyncClient, headers: dict[str, str], streams: list
             event_id = streams[0].ids_by_resource.get(user_id)
             return event_id is not None and all(event_id in s.seen for s in streams)
 
-        await assert_eventually(delivered, timeout=30, interval=0.002, message=f"{user_id} not on every stream")
+        await assert_eventually(delivered, timeout=30, interval=0.05, message=f"{user_id} not on every stream")
         event_id = streams[0].ids_by_resource[user_id]
-        lasts.append(1000 * (max(s.seen[event_id] for s in streams) - committed))
-        await asyncio.sleep(0.5)  # one event at a time, the streams idle between
-    return lasts
+        measured.latency_ms.append(1000 * (max(s.seen[event_id] for s in streams) - streams[0].occurred[event_id]))
+        measured.api_cpu_ms.append(1000 * (process_cpu(api_pid) - api_cpu))
+        measured.client_cpu_ms.append(1000 * (time.process_time() - client_cpu))
+        await asyncio.sleep(0.5)
+    return measured
 
 
 async def run() -> dict[str, Any]:
@@ -168,7 +221,8 @@ async def run() -> dict[str, Any]:
             rss_after = rss_kib(api_proc.pid)
             load = others_busy()
             idle = await idle_cpu(api_proc.pid, IDLE_SECONDS)
-            fanout = sorted(await fan_out(api, headers, streams))
+            measured = await fan_out(api, headers, streams, api_proc.pid)
+            fanout = sorted(measured.latency_ms)
             broken = [s for s in streams if s.task is not None and s.task.done()]
             for s in streams:
                 if s.task is not None:
@@ -187,6 +241,8 @@ async def run() -> dict[str, Any]:
             "fanout_p50_ms": round(statistics.median(fanout), 1),
             "fanout_p99_ms": round(fanout[min(len(fanout) - 1, int(len(fanout) * 0.99))], 1),
             "fanout_max_ms": round(fanout[-1], 1),
+            "api_cpu_ms_per_event": round(statistics.median(measured.api_cpu_ms), 1),
+            "client_cpu_ms_per_event": round(statistics.median(measured.client_cpu_ms), 1),
             "streams_ended_early": len(broken),
             "load_average_1m": round(load, 2),
             "targets": {"idle_cpu": TARGET_CPU, "fanout_p99_ms": TARGET_FANOUT_MS},
@@ -199,6 +255,8 @@ async def run() -> dict[str, Any]:
         print(f"{'fan-out p50 (ms)':<36} {results['fanout_p50_ms']:>10}")
         print(f"{'fan-out p99 (ms)':<36} {results['fanout_p99_ms']:>10}  < {TARGET_FANOUT_MS:.0f}")
         print(f"{'streams ended early':<36} {len(broken):>10}")
+        print(f"{'API CPU per event (ms, p50)':<36} {results['api_cpu_ms_per_event']:>10}")
+        print(f"{'client CPU per event (ms, p50)':<36} {results['client_cpu_ms_per_event']:>10}")
         print(f"{'load average (1 min, whole machine)':<36} {load:>10.2f}")
         return results
     finally:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -25,7 +25,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy import Select, false, func, or_, select
 from sqlmodel import col
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api import auth
 from api.auth import Audience, Credential
@@ -268,27 +270,94 @@ def _registry(request: Request) -> StreamRegistry:
     return registry
 
 
+class EventStreamResponse(Response):
+    """A `text/event-stream` body written by one coroutine, `pump`, given a `write(bytes)`.
+
+    Lighter than a general SSE response on purpose: a process holds a thousand of these, and
+    a wake-up of them all is one event's fan-out. Per stream there is the pump and one task
+    waiting for the client's disconnect (which ends the pump through `on_disconnect`); each
+    wake-up costs one send of bytes the feed has already encoded, with no per-send
+    generator, task group or cancel scope. Pings are the pump's own (a timeout of its wait)."""
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(
+        self,
+        pump: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]],
+        on_disconnect: Callable[[], None],
+        release: Callable[[], None],
+        headers: dict[str, str],
+    ) -> None:
+        self.pump = pump
+        self.on_disconnect = on_disconnect
+        self.release = release  # called once the response is over, whatever happened
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**headers, "Connection": "keep-alive"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if scope["method"] == "HEAD":  # headers only: the stream never starts
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await self._stream(receive, send)
+        finally:
+            self.release()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        disconnected = False
+
+        async def until_disconnect() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            self.on_disconnect()
+
+        async def write(body: bytes) -> None:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        watch = asyncio.ensure_future(until_disconnect())
+        try:
+            await self.pump(write)
+        finally:
+            watch.cancel()
+        if not disconnected:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+RETRY = ServerSentEvent(retry=3000).encode()
+
+
+def _ping() -> bytes:
+    return ServerSentEvent(event="ping", data=json.dumps({"time": iso(utcnow())})).encode()
+
+
 async def _stream(
     request: Request, services: Services, credential: Credential, filters: Filters, resume: int | None
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     credential_id = credential.namespace
     check_every = services.settings.sse_credential_check_seconds
     registry = _registry(request)
     feed = services.event_feed
     await feed.start(services)
-    slot = registry.claim(credential_id, filters.user_id, credential.key_id)
     if resume is None:  # live only: from the newest event now
         async with services.sessions() as session:
             resume = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
+    after: int = resume
+    slot = registry.claim(credential_id, filters.user_id, credential.key_id)
 
-    async def events(after: int) -> AsyncIterator[ServerSentEvent | bytes]:
+    async def pump(write: Callable[[bytes], Awaitable[None]]) -> None:
+        nonlocal after
         feed.listen(slot.wake)
         try:
-            yield ServerSentEvent(retry=3000)
-            deadline = time.monotonic() + STREAM_SECONDS
+            await write(RETRY)
+            now = time.monotonic()
+            deadline, ping_at = now + STREAM_SECONDS, now + PING_SECONDS
             # every stream of the process checks on the same clock: one query per key and tick
-            tick = math.floor(time.monotonic() / check_every)
-            while not slot.ended and time.monotonic() < deadline:
+            tick = math.floor(now / check_every)
+            while not slot.ended and not feed.closing and time.monotonic() < deadline:
                 lapsed = credential.expired(utcnow())
                 now_tick = math.floor(time.monotonic() / check_every)
                 if not lapsed and now_tick > tick:
@@ -296,37 +365,39 @@ async def _stream(
                     lapsed = not await registry.still_valid(services, credential, tick)
                 if lapsed:  # the key was revoked or the token expired: say so, then end
                     refusal = json.dumps(auth.invalid_key().body(), separators=(",", ":"))
-                    yield ServerSentEvent(event="error", data=refusal)
+                    await write(ServerSentEvent(event="error", data=refusal).encode())
                     return
                 slot.wake.clear()  # before reading: news arriving meanwhile wakes the next wait
                 recent = feed.after(after)
                 if recent is None:  # behind the feed's window: read PostgreSQL by cursor
                     caught_up, after, rows = await _read(services, filters, after, feed.top)
-                    for row in rows:
-                        yield row.message
-                    if not caught_up:
-                        continue
+                    messages = [row.message for row in rows]
                 else:
-                    for event in recent:
-                        after = event.seq
-                        if filters.matches(event):
-                            yield event.message
-                if slot.ended or slot.wake.is_set():
+                    caught_up = True
+                    messages = [event.message for event in recent if filters.matches(event)]
+                    if recent:
+                        after = recent[-1].seq
+                if messages:  # one send for all the news of this wake-up
+                    await write(b"".join(messages))
+                    ping_at = time.monotonic() + PING_SECONDS
+                if not caught_up or slot.ended or slot.wake.is_set():
                     continue
                 wait = min((tick + 1) * check_every, deadline) - time.monotonic()
                 if credential.expires_at is not None:
                     wait = min(wait, (credential.expires_at - utcnow()).total_seconds())
-                await _wait(slot.wake, max(wait, 0.0))
+                # pings ride on the check clock (one timer a stream): sent at the last tick
+                # before 15 s without an event would pass
+                if not await _wait(slot.wake, max(wait, 0.0)) and time.monotonic() + check_every > ping_at:
+                    await write(_ping())
+                    ping_at = time.monotonic() + PING_SECONDS
         finally:
             feed.forget(slot.wake)
-            registry.release(credential_id, filters.user_id, slot)
 
-    return EventSourceResponse(
-        events(resume),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        media_type="text/event-stream; charset=utf-8",
-        ping=PING_SECONDS,
-        ping_message_factory=lambda: ServerSentEvent(event="ping", data=json.dumps({"time": iso(utcnow())})),
+    return EventStreamResponse(
+        pump,
+        slot.end,
+        lambda: registry.release(credential_id, filters.user_id, slot),
+        {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
@@ -342,6 +413,9 @@ async def _read(services: Services, filters: Filters, after: int, top: int) -> t
     return False, events[-1].seq, events
 
 
-async def _wait(wake: asyncio.Event, seconds: float) -> None:
+async def _wait(wake: asyncio.Event, seconds: float) -> bool:
+    """Whether `wake` was set within `seconds` (a timeout of the current task: no task of its own)."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), timeout=seconds)
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+    return wake.is_set()

@@ -62,10 +62,18 @@ class CutFirstStream(httpx.AsyncBaseTransport):
 
         class Cut(httpx.AsyncByteStream):
             async def __aiter__(self) -> AsyncIterator[bytes]:
+                # cut at the blank line that ends the first event, however the server or
+                # TCP grouped the bytes (one read may carry several events)
+                received = b""
                 async for chunk in source:
-                    yield chunk
-                    if b"id:" in chunk:
-                        raise httpx.RemoteProtocolError("peer closed the connection")
+                    received += chunk
+                    first = received.find(b"id:")
+                    end = received.find(b"\r\n\r\n", first) if first >= 0 else -1
+                    if end < 0:
+                        yield chunk
+                        continue
+                    yield chunk[: len(chunk) - (len(received) - (end + 4))]
+                    raise httpx.RemoteProtocolError("peer closed the connection")
 
             async def aclose(self) -> None:
                 await source.aclose()
