@@ -121,7 +121,9 @@ class RequestContext:
         return self.credential.audience if self.credential else EVERYONE
 
 
-def _context(request: Request) -> RequestContext:
+# dependencies are coroutines: FastAPI runs a plain function in a worker thread (two thread
+# hand-offs per request for these two, most of a read's CPU beside the handler itself)
+async def _context(request: Request) -> RequestContext:
     state = request.state
     return RequestContext(
         credential=getattr(state, "credential", None),
@@ -138,8 +140,12 @@ def _services(request: Request) -> Services:
     return services
 
 
+async def _services_dependency(request: Request) -> Services:
+    return _services(request)
+
+
 ContextDep = Annotated[RequestContext, Depends(_context)]
-ServicesDep = Annotated[Services, Depends(_services)]
+ServicesDep = Annotated[Services, Depends(_services_dependency)]
 
 
 async def authenticate(rule: RoutePolicy, request: Request, services: Services) -> Credential | None:

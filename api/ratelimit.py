@@ -3,20 +3,33 @@
 A window is one minute; the counter key carries the window number so it expires by
 itself. If Redis is unreachable the limit fails open (logged): losing Redis must not
 stop payments.
+
+One request is one Redis command (EVALSHA of COUNT: INCR, and EXPIRE when the window's
+counter is new), atomic like MULTI/INCR/EXPIRE/EXEC but half the client's work and the
+server's replies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from models.errors import ErrorCode, OfferhubError
 
 log = logging.getLogger("offerhub.ratelimit")
 WINDOW_SECONDS = 60
+# KEYS[1] the window's counter, ARGV[1] its lifetime; the count, this request included
+COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+COUNT_SHA = hashlib.sha1(COUNT.encode()).hexdigest()  # Redis caches scripts by SHA1; it names them, no security role
 
 
 @dataclass(frozen=True)
@@ -40,15 +53,12 @@ async def hit(redis: aioredis.Redis, *, scope: str, identity: str, limit: int) -
     reset_at = (window + 1) * WINDOW_SECONDS
     key = f"offerhub:rl:{scope}:{identity}:{window}"
     try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS * 2)
-            count, _ = await pipe.execute()
+        count = await _count(redis, key)
     except Exception as exc:
         log.warning("rate limit skipped: redis unavailable (%s)", type(exc).__name__)
         return RateLimitStatus(limit, limit, reset_at)
-    status = RateLimitStatus(limit, max(0, limit - int(count)), reset_at)
-    if int(count) > limit:
+    status = RateLimitStatus(limit, max(0, limit - count), reset_at)
+    if count > limit:
         retry_after = max(1, reset_at - int(now))
         raise OfferhubError(
             ErrorCode.RATE_LIMITED,
@@ -57,3 +67,10 @@ async def hit(redis: aioredis.Redis, *, scope: str, identity: str, limit: int) -
             headers={**status.headers(), "Retry-After": str(retry_after)},
         )
     return status
+
+
+async def _count(redis: aioredis.Redis, key: str) -> int:
+    try:
+        return int(await redis.evalsha(COUNT_SHA, 1, key, WINDOW_SECONDS * 2))
+    except NoScriptError:  # a Redis that has not seen COUNT yet (or restarted): sent in full once
+        return int(await redis.eval(COUNT, 1, key, WINDOW_SECONDS * 2))
