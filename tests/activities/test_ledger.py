@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -372,26 +373,25 @@ async def test_an_effect_commits_and_rolls_back_with_the_callers_transaction(
     await assert_books_balanced(stack)
 
 
-async def test_refusals_keep_their_errors_and_a_retry_on_a_short_balance_answers_from_the_record(
+async def test_retries_answer_from_the_record_and_refusals_keep_their_errors(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], engine: AsyncEngine
 ) -> None:
     buyer = await funded_buyer(client, stack, full_key, "5.00")
     seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=full_key)).json()
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    first, second = await new_orders(sessions, buyer, seller["id"], 200, 300, status="FUNDS_RESERVED")
+    first, second, third = await new_orders(sessions, buyer, seller["id"], 200, 300, 100, status="FUNDS_RESERVED")
+
+    def reserve(order_id: str, amount: int) -> LedgerEffect:
+        return LedgerEffect.order_reserve(order_id=order_id, buyer_id=buyer, amount=amount, workflow_id=order_id)
 
     async def apply(effect: LedgerEffect) -> LedgerResult:
         async with sessions() as session, session.begin():
             return await apply_effect(session, effect, actor=("system", "test"))
 
-    applied = [
-        await apply(LedgerEffect.order_reserve(order_id=o, buyer_id=buyer, amount=a, workflow_id=o))
-        for o, a in ((first, 200), (second, 300))
-    ]
+    applied = [await apply(reserve(first, 200)), await apply(reserve(second, 300))]
     assert [r.applied for r in applied] == [True, True] and applied[1].available_after == 0
     # a retry that finds the balance short (its own reservation took it): the recorded result
-    retried = await apply(LedgerEffect.order_reserve(order_id=second, buyer_id=buyer, amount=300, workflow_id=second))
-    assert retried == LedgerResult(applied[1].entry_id, False, 0, 500)
+    assert await apply(reserve(second, 300)) == LedgerResult(applied[1].entry_id, False, 0, 500)
     # the first order released; a second release under another key takes the same exclusive key
     async with sessions() as session, session.begin():
         closed = {"close_reason": "CANCELED", "closed_at": utcnow()}
@@ -403,13 +403,21 @@ async def test_refusals_keep_their_errors_and_a_retry_on_a_short_balance_answers
     with pytest.raises(ApplicationError) as taken:
         await apply(release.model_copy(update={"idempotency_key": f"order:{first}:cancel_reservation:again"}))
     assert taken.value.type == "LEDGER_KEY_CONFLICT" and taken.value.non_retryable
+    # a retry the balance could afford again: its update is taken back, the recorded result
+    assert await apply(reserve(first, 200)) == replace(applied[0], applied=False)
+    # twins on a balance that affords them all: one applies, the others wait for its commit,
+    # then take their update back and answer with its entry
+    twins = await asyncio.gather(*[apply(reserve(third, 100)) for _ in range(8)])
+    assert [t.applied for t in twins].count(True) == 1 and len({t.entry_id for t in twins}) == 1
+    async with sessions() as session:
+        for effect in (reserve(first, 200), reserve(second, 300), reserve(third, 100), release):
+            await effect_rows(session, effect)  # one event and one audit entry each
     # what PostgreSQL refuses reaches the worker as SQLAlchemy raises it: DATABASE_REFUSED there
     missing_escrow = EscrowAccount(order_id=first, escrow_id=new_id(IdPrefix.ESCROW))
     with pytest.raises(IntegrityError) as no_escrow:  # a credit to an escrow that does not exist
         await apply(LedgerEffect.order_refund(missing_escrow, buyer_id=buyer, amount=100))
-    reserve = LedgerEffect.order_reserve(order_id=first, buyer_id=buyer, amount=1, workflow_id=first)
     with pytest.raises(DataError) as nul:  # a NUL in text
-        await apply(reserve.model_copy(update={"idempotency_key": f"order:{first}:again", "request_id": "a\x00"}))
+        await apply(reserve(first, 1).model_copy(update={"idempotency_key": f"order:{first}:a", "request_id": "\x00"}))
     assert refused_by_database(no_escrow.value) and refused_by_database(nul.value)
     assert sqlstate(no_escrow.value) == "23503" and sqlstate(nul.value) is not None
     stranger, elsewhere = new_id(IdPrefix.USER), new_id(IdPrefix.ORDER)
@@ -418,5 +426,5 @@ async def test_refusals_keep_their_errors_and_a_retry_on_a_short_balance_answers
     assert unknown.value.type == "USER_NOT_FOUND"
     async with sessions() as session:
         balance = await session.get(Balance, (buyer, "USD"))
-    assert balance is not None and (balance.available, balance.reserved) == (200, 300)
+    assert balance is not None and (balance.available, balance.reserved) == (100, 400)
     await assert_books_balanced(stack)
