@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -78,7 +79,7 @@ class EventFeed:
         self._seqs: list[int] = []
         self._listeners: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
-        self._exit_watch: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # the exit watch and the clock
         self.closing = False  # the server is stopping: streams end
         self._starting = asyncio.Lock()
         self._polling_only = False  # Redis was away at the last attempt (logged once)
@@ -87,15 +88,20 @@ class EventFeed:
     def started(self) -> bool:
         return self._task is not None
 
-    async def start(self, services: Services) -> None:
-        """Start the subscriber (at the first stream of the process); the window starts now."""
+    async def start(self, services: Services, clock_seconds: float) -> None:
+        """Start the subscriber (at the first stream of the process); the window starts now.
+        Every `clock_seconds` (on the monotonic clock's multiples) the feed wakes every
+        stream, news or not: their one shared timer (credential checks, pings, deadlines)."""
         async with self._starting:
             if self._task is not None:
                 return
             async with services.sessions() as session:
                 self.floor = self.top = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
             self._task = asyncio.create_task(self._run(services), name="event-feed")
-            self._exit_watch = asyncio.create_task(self._watch_exit(), name="event-feed-exit")
+            self._tasks = [
+                asyncio.create_task(self._watch_exit(), name="event-feed-exit"),
+                asyncio.create_task(self._clock(clock_seconds), name="event-feed-clock"),
+            ]
 
     def listen(self, wake: asyncio.Event) -> None:
         self._listeners.add(wake)
@@ -129,8 +135,7 @@ class EventFeed:
             self.floor = self._seqs[drop - 1]
             del self._events[:drop], self._seqs[:drop]
         if read:
-            for wake in self._listeners:
-                wake.set()
+            self._wake_all()
         return read
 
     async def _refresh_quietly(self, services: Services) -> None:
@@ -168,16 +173,24 @@ class EventFeed:
             if _server_stopping():
                 break
         self.closing = True
+        self._wake_all()
+
+    async def _clock(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds - time.monotonic() % seconds + 0.001)
+            self._wake_all()
+
+    def _wake_all(self) -> None:
         for wake in self._listeners:
             wake.set()
 
     async def close(self) -> None:
-        for task in (self._task, self._exit_watch):
+        for task in (self._task, *self._tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._exit_watch = None
+        self._task, self._tasks = None, []
 
 
 def _server_stopping() -> bool:

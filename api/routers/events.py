@@ -13,7 +13,6 @@ token's list and stream are always narrowed to its user."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import time
@@ -277,7 +276,7 @@ class EventStreamResponse(Response):
     a wake-up of them all is one event's fan-out. Per stream there is the pump and one task
     waiting for the client's disconnect (which ends the pump through `on_disconnect`); each
     wake-up costs one send of bytes the feed has already encoded, with no per-send
-    generator, task group or cancel scope. Pings are the pump's own (a timeout of its wait)."""
+    generator, task group, cancel scope or timer (pings ride on the feed's clock)."""
 
     media_type = "text/event-stream; charset=utf-8"
 
@@ -341,7 +340,7 @@ async def _stream(
     check_every = services.settings.sse_credential_check_seconds
     registry = _registry(request)
     feed = services.event_feed
-    await feed.start(services)
+    await feed.start(services, clock_seconds=check_every)
     if resume is None:  # live only: from the newest event now
         async with services.sessions() as session:
             resume = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
@@ -351,16 +350,22 @@ async def _stream(
     async def pump(write: Callable[[bytes], Awaitable[None]]) -> None:
         nonlocal after
         feed.listen(slot.wake)
+        expiry = None  # a token's expiry wakes its stream at that moment
+        if credential.expires_at is not None:
+            seconds = (credential.expires_at - utcnow()).total_seconds()
+            expiry = asyncio.get_running_loop().call_later(max(seconds, 0.0), slot.wake.set)
         try:
             await write(RETRY)
             now = time.monotonic()
             deadline, ping_at = now + STREAM_SECONDS, now + PING_SECONDS
-            # every stream of the process checks on the same clock: one query per key and tick
+            # the feed's clock wakes every stream of the process at each tick: one
+            # credential query per key and tick, and no timer of a stream's own
             tick = math.floor(now / check_every)
-            while not slot.ended and not feed.closing and time.monotonic() < deadline:
-                lapsed = credential.expired(utcnow())
-                now_tick = math.floor(time.monotonic() / check_every)
-                if not lapsed and now_tick > tick:
+            while not slot.ended and not feed.closing and (now := time.monotonic()) < deadline:
+                lapsed = credential.expires_at is not None and credential.expired(utcnow())
+                now_tick = math.floor(now / check_every)
+                ticked = now_tick > tick
+                if ticked and not lapsed:
                     tick = now_tick
                     lapsed = not await registry.still_valid(services, credential, tick)
                 if lapsed:  # the key was revoked or the token expired: say so, then end
@@ -380,18 +385,16 @@ async def _stream(
                 if messages:  # one send for all the news of this wake-up
                     await write(b"".join(messages))
                     ping_at = time.monotonic() + PING_SECONDS
-                if not caught_up or slot.ended or slot.wake.is_set():
-                    continue
-                wait = min((tick + 1) * check_every, deadline) - time.monotonic()
-                if credential.expires_at is not None:
-                    wait = min(wait, (credential.expires_at - utcnow()).total_seconds())
-                # pings ride on the check clock (one timer a stream): sent at the last tick
-                # before 15 s without an event would pass
-                if not await _wait(slot.wake, max(wait, 0.0)) and time.monotonic() + check_every > ping_at:
+                elif ticked and now + check_every > ping_at:
+                    # pings ride on the clock: at the last tick before 15 s without an event
                     await write(_ping())
                     ping_at = time.monotonic() + PING_SECONDS
+                if caught_up and not slot.ended and not slot.wake.is_set():
+                    await slot.wake.wait()
         finally:
             feed.forget(slot.wake)
+            if expiry is not None:
+                expiry.cancel()
 
     return EventStreamResponse(
         pump,
@@ -411,11 +414,3 @@ async def _read(services: Services, filters: Filters, after: int, top: int) -> t
     if len(events) < 100:
         return True, max(after, top), events
     return False, events[-1].seq, events
-
-
-async def _wait(wake: asyncio.Event, seconds: float) -> bool:
-    """Whether `wake` was set within `seconds` (a timeout of the current task: no task of its own)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await wake.wait()
-    return wake.is_set()
