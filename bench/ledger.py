@@ -12,14 +12,15 @@ is the median over REPEATS alternating runs. Target (issue #17): effects/s >= 0.
 Each point also says where the CPU went, per effect and per pgbench transaction: the client's
 (this process's Python; pgbench's C) and PostgreSQL's (its processes under /proc, Linux only).
 On the 2-core machine of issue #17 (2026-12-07), after the effect became one statement: about
-0.7 ms of Python and 0.65-0.75 ms of PostgreSQL per effect, against 0.016 ms of client and
-0.13-0.16 ms of server per pgbench transaction, so about 0.1x whatever the load. What remains:
+0.65 ms of Python and 0.65-0.9 ms of PostgreSQL per effect, against 0.015-0.02 ms of client and
+0.125-0.14 ms of server per pgbench transaction: 0.12-0.16x (it was 0.03x). What remains:
 ~0.45 ms of the Python is the session and transaction around the effect (an empty one with a
-`SELECT 1` costs that much) and ~0.2 ms the statement (0.03 ms of it its values); PostgreSQL
-spends ~0.5 ms writing the four rows with their primary and unique keys (BEGIN/COMMIT ~0.03 ms,
-the foreign-key checks ~0.07 ms, the events', audit entries' and entries' other indexes ~0.1
-ms). Even with no Python at all the effect's own writes cost PostgreSQL 3-5 pgbench
-transactions: 0.5x is out of reach on two cores unless the baseline does the same writes.
+`SELECT 1` costs that much) and ~0.2 ms the statement (0.03 ms of it its values). Of
+PostgreSQL's ~0.7 ms (measured apart, one asyncpg connection per client): ~0.5 ms the four rows
+with their primary and unique keys, ~0.07 ms the foreign-key checks, ~0.1 ms the other indexes
+of events, audit entries and entries, ~0.03 ms BEGIN and COMMIT. So even with no Python at all
+an effect costs PostgreSQL 4-5 pgbench transactions: 0.5x is out of reach on two cores unless
+the baseline does the same writes.
 
 Run: `make bench` (or `python bench/ledger.py`). Only an embedded PostgreSQL, on a Unix
 socket; bounded in transactions; stops by itself.
