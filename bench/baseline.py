@@ -10,7 +10,8 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError
 
-# per Update: (local activities, regular activities) of the real OrderWorkflow lifecycle
+# per Update: (local activities, regular activities) of the OrderWorkflow lifecycle as first written
+# (release ran its three chain steps as three activities; bench/lifecycle.py also reports CURRENT_SHAPE)
 SHAPE = {"created": (1, 0), "reserve": (1, 0), "create_escrow": (2, 1), "fund_escrow": (2, 1), "release": (2, 3)}
 
 

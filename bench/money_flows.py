@@ -42,7 +42,7 @@ from temporalio.worker import Worker
 
 from bench import cpu
 from bench.baseline import ShapeBaselineWorkflow, noop
-from bench.lifecycle import CONCURRENCY, REPEATS, case, cpu_per_item, history_shape, rate
+from bench.lifecycle import CONCURRENCY, REPEATS, case, cpu_per_item, history_shape, rate, shaped
 from bench.results_file import save
 from models.ids import IdPrefix, new_id
 from models.orders_io import Caller
@@ -111,29 +111,6 @@ async def topup(client: Client, queue: str, control: httpx.AsyncClient, user_id:
     result = await client.get_workflow_handle(topup.topup_id, result_type=TopUpResult).result()
     assert result.credited, result
     return topup.topup_id
-
-
-async def shaped(client: Client, queue: str, plan: list[str]) -> str:
-    """One run of the baseline of `plan`: its Updates from here, its Signals from here too."""
-    workflow_id = f"bench-{uuid.uuid4()}"
-    start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
-        ShapeBaselineWorkflow.run,
-        plan,
-        id=workflow_id,
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    steps = iter(plan)
-    assert next(steps).startswith("update:")
-    await client.execute_update_with_start_workflow(ShapeBaselineWorkflow.step, start_workflow_operation=start)
-    handle = client.get_workflow_handle(workflow_id)
-    for step in steps:
-        if step.startswith("update:"):
-            await handle.execute_update(ShapeBaselineWorkflow.step)
-        else:
-            await handle.signal(ShapeBaselineWorkflow.nudge)
-    await handle.result()
-    return workflow_id
 
 
 async def compare(
