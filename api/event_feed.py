@@ -24,7 +24,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -36,6 +36,8 @@ from models.events import event_view
 from models.tables import Event
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from api.services import Services
 
 log = logging.getLogger("offerhub.events")
@@ -43,6 +45,7 @@ SAFETY_POLL_SECONDS = 5.0
 WINDOW = 5000  # recent events kept (trimmed to this once twice as many are held)
 READ_BATCH = 1000
 EXIT_CHECK_SECONDS = 0.5
+CLOCK_SECONDS = 1.0  # how often the clock wakes the listeners that are due
 
 
 @dataclass
@@ -69,6 +72,13 @@ class Sequenced:
         return cls(row.seq, row.id, row.type, row.resource_type, row.resource_id, tuple(row.user_ids), view)
 
 
+class Listener(Protocol):
+    """A stream as the feed wakes it: on news, and at `due` (monotonic) whatever the news."""
+
+    wake: asyncio.Event
+    due: float
+
+
 class EventFeed:
     """The recent sequenced events of the whole system, covering seq in (floor, top]."""
 
@@ -77,7 +87,7 @@ class EventFeed:
         self.top = 0
         self._events: list[Sequenced] = []
         self._seqs: list[int] = []
-        self._listeners: set[asyncio.Event] = set()
+        self._listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []  # the exit watch and the clock
         self.closing = False  # the server is stopping: streams end
@@ -88,10 +98,11 @@ class EventFeed:
     def started(self) -> bool:
         return self._task is not None
 
-    async def start(self, services: Services, clock_seconds: float) -> None:
+    async def start(self, services: Services, tick_seconds: float, on_tick: Callable[[], Awaitable[None]]) -> None:
         """Start the subscriber (at the first stream of the process); the window starts now.
-        Every `clock_seconds` (on the monotonic clock's multiples) the feed wakes every
-        stream, news or not: their one shared timer (credential checks, pings, deadlines)."""
+        The feed's clock is the streams' one timer: every CLOCK_SECONDS it wakes the
+        listeners that are due (pings), and every `tick_seconds` it awaits `on_tick` (one
+        credential check for all the process's streams)."""
         async with self._starting:
             if self._task is not None:
                 return
@@ -100,14 +111,14 @@ class EventFeed:
             self._task = asyncio.create_task(self._run(services), name="event-feed")
             self._tasks = [
                 asyncio.create_task(self._watch_exit(), name="event-feed-exit"),
-                asyncio.create_task(self._clock(clock_seconds), name="event-feed-clock"),
+                asyncio.create_task(self._clock(tick_seconds, on_tick), name="event-feed-clock"),
             ]
 
-    def listen(self, wake: asyncio.Event) -> None:
-        self._listeners.add(wake)
+    def listen(self, listener: Listener) -> None:
+        self._listeners.add(listener)
 
-    def forget(self, wake: asyncio.Event) -> None:
-        self._listeners.discard(wake)
+    def forget(self, listener: Listener) -> None:
+        self._listeners.discard(listener)
 
     def after(self, seq: int) -> list[Sequenced] | None:
         """The window's events after `seq`, oldest first; None when the window starts later."""
@@ -175,14 +186,24 @@ class EventFeed:
         self.closing = True
         self._wake_all()
 
-    async def _clock(self, seconds: float) -> None:
+    async def _clock(self, tick_seconds: float, on_tick: Callable[[], Awaitable[None]]) -> None:
+        next_tick = time.monotonic() + tick_seconds
         while True:
-            await asyncio.sleep(seconds - time.monotonic() % seconds + 0.001)
-            self._wake_all()
+            await asyncio.sleep(min(CLOCK_SECONDS, tick_seconds))
+            now = time.monotonic()
+            for listener in self._listeners:
+                if listener.due <= now:
+                    listener.wake.set()
+            if now >= next_tick:
+                next_tick = now + tick_seconds
+                try:
+                    await on_tick()
+                except Exception as exc:  # PostgreSQL briefly away: the next tick checks again
+                    log.warning("event stream credential check failed: %s", type(exc).__name__)
 
     def _wake_all(self) -> None:
-        for wake in self._listeners:
-            wake.set()
+        for listener in self._listeners:
+            listener.wake.set()
 
     async def close(self) -> None:
         for task in (self._task, *self._tasks):

@@ -5,14 +5,15 @@ cursor never skips an event that commits late. Streams are woken by Redis pub/su
 process's one feed (api/event_feed.py), which reads new events once for all of them; a stream
 behind the feed's window reads PostgreSQL by cursor itself. Nothing is lost if a wake-up is:
 the feed also polls every few seconds. A stream re-checks its credential every
-SSE_CREDENTIAL_CHECK_SECONDS (≤ 15 s, on a clock shared by the process's streams, so one
-check per key serves them all; a token's expiry at the moment it passes) and ends with a final
-`event: error` (`INVALID_API_KEY`) once its key is revoked or its token expired. A user-bound
-token's list and stream are always narrowed to its user."""
+SSE_CREDENTIAL_CHECK_SECONDS (≤ 15 s, one query for the keys of all the process's streams
+on the feed's clock, which wakes only the refused ones; a token's expiry at the moment it
+passes) and ends with a final `event: error` (`INVALID_API_KEY`) once its key is revoked or
+its token expired. A user-bound token's list and stream are always narrowed to its user."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -30,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from api import auth
 from api.auth import Audience, Credential
-from api.event_feed import Sequenced
+from api.event_feed import CLOCK_SECONDS, Sequenced
 from api.pagination import CursorQuery, LimitQuery, check_limit, envelope
 from api.policy import Access, ContextDep, GuardedRoute, ServicesDep, policy
 from api.schemas import field_error, query_time
@@ -189,14 +190,21 @@ async def list_events(
 
 @dataclass(eq=False)
 class Slot:
-    """One open stream: `wake` is set when the feed has news, or when the stream must end."""
+    """One open stream: `wake` is set when the feed has news, when the stream must end, or
+    at `due` (monotonic; the feed's clock, for a ping) whatever the news."""
 
     key_id: str | None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    due: float = math.inf
     ended: bool = False
+    refused: bool = False  # its key is no longer ACTIVE
 
     def end(self) -> None:
         self.ended = True
+        self.wake.set()
+
+    def refuse(self) -> None:
+        self.refused = True
         self.wake.set()
 
 
@@ -206,8 +214,6 @@ class StreamRegistry:
 
     open: dict[tuple[str, str | None], Slot] = field(default_factory=dict)
     per_credential: dict[str, int] = field(default_factory=dict)
-    checks_tick: int = 0
-    active_keys: asyncio.Future[ActiveKeys] | None = None
 
     def claim(self, credential_id: str, user_id: str | None, key_id: str | None) -> Slot:
         older = self.open.get((credential_id, user_id))
@@ -230,35 +236,23 @@ class StreamRegistry:
             del self.open[(credential_id, user_id)]
             self.per_credential[credential_id] -= 1
 
-    async def still_valid(self, services: Services, credential: Credential, tick: int) -> bool:
-        """`auth.still_valid`, for all the process's streams in one query per tick of the
-        check clock: the keys of every open stream that are still ACTIVE."""
-        if credential.expired(utcnow()):
-            return False
-        if credential.key_id is None:
-            return True
-        if tick != self.checks_tick or self.active_keys is None:
-            self.checks_tick = tick
-            keys = {slot.key_id for slot in self.open.values() if slot.key_id is not None}
-            self.active_keys = asyncio.ensure_future(_active_keys(services, keys))
-        active = await asyncio.shield(self.active_keys)
-        if credential.key_id in active.asked:
-            return credential.key_id in active.active
-        return await auth.still_valid(services, credential)  # a stream opened after the query
-
-
-@dataclass(frozen=True)
-class ActiveKeys:
-    asked: frozenset[str]
-    active: frozenset[str]
-
-
-async def _active_keys(services: Services, keys: set[str]) -> ActiveKeys:
-    async with services.sessions() as session:
-        rows = await session.scalars(
-            select(col(ApiKey.id)).where(col(ApiKey.id).in_(keys), col(ApiKey.status) == "ACTIVE")
-        )
-        return ActiveKeys(frozenset(keys), frozenset(rows))
+    async def check_keys(self, services: Services) -> None:
+        """`auth.still_valid` for every open stream's key in one query (each tick of the
+        feed's clock): a stream whose key is no longer ACTIVE is refused, and only it wakes."""
+        slots = [slot for slot in self.open.values() if slot.key_id is not None]
+        if not slots:
+            return
+        async with services.sessions() as session:
+            active = set(
+                await session.scalars(
+                    select(col(ApiKey.id)).where(
+                        col(ApiKey.id).in_({slot.key_id for slot in slots}), col(ApiKey.status) == "ACTIVE"
+                    )
+                )
+            )
+        for slot in slots:
+            if slot.key_id not in active:
+                slot.refuse()
 
 
 def _registry(request: Request) -> StreamRegistry:
@@ -340,7 +334,7 @@ async def _stream(
     check_every = services.settings.sse_credential_check_seconds
     registry = _registry(request)
     feed = services.event_feed
-    await feed.start(services, clock_seconds=check_every)
+    await feed.start(services, check_every, functools.partial(registry.check_keys, services))
     if resume is None:  # live only: from the newest event now
         async with services.sessions() as session:
             resume = int(await session.scalar(select(func.max(col(Event.seq)))) or 0)
@@ -349,26 +343,18 @@ async def _stream(
 
     async def pump(write: Callable[[bytes], Awaitable[None]]) -> None:
         nonlocal after
-        feed.listen(slot.wake)
         expiry = None  # a token's expiry wakes its stream at that moment
         if credential.expires_at is not None:
             seconds = (credential.expires_at - utcnow()).total_seconds()
-            expiry = asyncio.get_running_loop().call_later(max(seconds, 0.0), slot.wake.set)
+            expiry = asyncio.get_running_loop().call_later(max(seconds, 0.0) + 0.01, slot.wake.set)
+        feed.listen(slot)
         try:
             await write(RETRY)
-            now = time.monotonic()
-            deadline, ping_at = now + STREAM_SECONDS, now + PING_SECONDS
-            # the feed's clock wakes every stream of the process at each tick: one
-            # credential query per key and tick, and no timer of a stream's own
-            tick = math.floor(now / check_every)
-            while not slot.ended and not feed.closing and (now := time.monotonic()) < deadline:
-                lapsed = credential.expires_at is not None and credential.expired(utcnow())
-                now_tick = math.floor(now / check_every)
-                ticked = now_tick > tick
-                if ticked and not lapsed:
-                    tick = now_tick
-                    lapsed = not await registry.still_valid(services, credential, tick)
-                if lapsed:  # the key was revoked or the token expired: say so, then end
+            deadline = time.monotonic() + STREAM_SECONDS
+            slot.due = time.monotonic() + PING_SECONDS - CLOCK_SECONDS
+            while not slot.ended and not feed.closing and time.monotonic() < deadline:
+                if slot.refused or (credential.expires_at is not None and credential.expired(utcnow())):
+                    # the key was revoked or the token expired: say so, then end
                     refusal = json.dumps(auth.invalid_key().body(), separators=(",", ":"))
                     await write(ServerSentEvent(event="error", data=refusal).encode())
                     return
@@ -382,17 +368,13 @@ async def _stream(
                     messages = [event.message for event in recent if filters.matches(event)]
                     if recent:
                         after = recent[-1].seq
-                if messages:  # one send for all the news of this wake-up
-                    await write(b"".join(messages))
-                    ping_at = time.monotonic() + PING_SECONDS
-                elif ticked and now + check_every > ping_at:
-                    # pings ride on the clock: at the last tick before 15 s without an event
-                    await write(_ping())
-                    ping_at = time.monotonic() + PING_SECONDS
+                if messages or time.monotonic() >= slot.due:  # news (one send for all), or a ping
+                    await write(b"".join(messages) if messages else _ping())
+                    slot.due = time.monotonic() + PING_SECONDS - CLOCK_SECONDS
                 if caught_up and not slot.ended and not slot.wake.is_set():
                     await slot.wake.wait()
         finally:
-            feed.forget(slot.wake)
+            feed.forget(slot)
             if expiry is not None:
                 expiry.cancel()
 
