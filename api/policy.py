@@ -9,6 +9,7 @@ FastAPI parses the body, so an unauthenticated or replayed request never reaches
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -293,22 +294,36 @@ class GuardedRoute(APIRoute):
             try:
                 credential = await authenticate(rule, request, services)
                 request.state.credential = credential
-                limit_headers = await self._count(services, request, credential)
-                if request.method in STATE_CHANGING and not rule.maintenance_exempt:
-                    state = await services.maintenance.current(services)
-                    if state.enabled:
-                        raise state.refusal()
-                # hostile input is refused before anything is recorded, even an idempotency key
-                _hostile_url(request)
-                if request.method in STATE_CHANGING and not rule.raw_body:
-                    await _json_object_body(request)
-                key_header = request.headers.get("idempotency-key")
-                if credential is not None and request.method in STATE_CHANGING and key_header is not None:
-                    response = await self._keyed(request, services, credential, validate_key(key_header), execute)
+                scope, identity, limit = self._limit(services, request, credential)
+                if request.method == "GET" and not rule.query_token and ratelimit.roomy(scope, identity, limit):
+                    # a read while its caller had room (its stream, query_token, opens as it runs): run
+                    # it while Redis counts, a round trip saved; the count still decides, first
+                    counting = asyncio.ensure_future(
+                        ratelimit.hit(services.redis, scope=scope, identity=identity, limit=limit)
+                    )
+                    try:
+                        _hostile_url(request)
+                        response = await execute(request)
+                    finally:  # a refusal replaces the read's answer or error, as if counted before
+                        limit_headers = (await counting).headers()
                 else:
-                    if rule.creates is not None:
-                        request.state.allocated_id = new_id(rule.creates)
-                    response = await execute(request)
+                    status = await ratelimit.hit(services.redis, scope=scope, identity=identity, limit=limit)
+                    limit_headers = status.headers()
+                    if request.method in STATE_CHANGING and not rule.maintenance_exempt:
+                        state = await services.maintenance.current(services)
+                        if state.enabled:
+                            raise state.refusal()
+                    # hostile input is refused before anything is recorded, even an idempotency key
+                    _hostile_url(request)
+                    if request.method in STATE_CHANGING and not rule.raw_body:
+                        await _json_object_body(request)
+                    key_header = request.headers.get("idempotency-key")
+                    if credential is not None and request.method in STATE_CHANGING and key_header is not None:
+                        response = await self._keyed(request, services, credential, validate_key(key_header), execute)
+                    else:
+                        if rule.creates is not None:
+                            request.state.allocated_id = new_id(rule.creates)
+                        response = await execute(request)
             except OfferhubError as exc:
                 response = error_response(exc)
                 limit_headers = {**limit_headers, **exc.headers}
@@ -333,21 +348,13 @@ class GuardedRoute(APIRoute):
 
         return handler
 
-    async def _count(self, services: Services, request: Request, credential: Credential | None) -> dict[str, str]:
+    def _limit(self, services: Services, request: Request, credential: Credential | None) -> tuple[str, str, int]:
+        """(scope, identity, limit) of the rate limit this request counts against."""
         settings = services.settings
         if credential is None:
             ip = request.client.host if request.client else "unknown"
-            status = await ratelimit.hit(
-                services.redis, scope="ip", identity=ip, limit=settings.rate_limit_unauthenticated_per_ip_per_minute
-            )
-        else:
-            status = await ratelimit.hit(
-                services.redis,
-                scope="api_key",
-                identity=credential.namespace,
-                limit=settings.rate_limit_per_key_per_minute,
-            )
-        return status.headers()
+            return "ip", ip, settings.rate_limit_unauthenticated_per_ip_per_minute
+        return "api_key", credential.namespace, settings.rate_limit_per_key_per_minute
 
     async def _keyed(
         self,

@@ -29,6 +29,8 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
+MAX_REMEMBERED = 10_000  # counts remembered for `roomy`, this window's only
+_seen: dict[str, int] = {}  # counter key -> the count this process last read there
 COUNT_SHA = hashlib.sha1(COUNT.encode()).hexdigest()  # Redis caches scripts by SHA1; it names them, no security role
 
 
@@ -51,12 +53,15 @@ async def hit(redis: aioredis.Redis, *, scope: str, identity: str, limit: int) -
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     reset_at = (window + 1) * WINDOW_SECONDS
-    key = f"offerhub:rl:{scope}:{identity}:{window}"
+    key = _key(scope, identity, window)
     try:
         count = await _count(redis, key)
     except Exception as exc:
         log.warning("rate limit skipped: redis unavailable (%s)", type(exc).__name__)
         return RateLimitStatus(limit, limit, reset_at)
+    if len(_seen) >= MAX_REMEMBERED:
+        _seen.clear()
+    _seen[key] = count
     status = RateLimitStatus(limit, max(0, limit - count), reset_at)
     if count > limit:
         retry_after = max(1, reset_at - int(now))
@@ -67,6 +72,21 @@ async def hit(redis: aioredis.Redis, *, scope: str, identity: str, limit: int) -
             headers={**status.headers(), "Retry-After": str(retry_after)},
         )
     return status
+
+
+def roomy(scope: str, identity: str, limit: int) -> bool:
+    """Whether the count this process last read in the current window left at least half of
+    `limit`: the next hit is then very unlikely to be refused (replicas share the budget), so
+    a read may run while it is counted. A hint only: `hit` alone decides."""
+    window = int(time.time() // WINDOW_SECONDS)
+    if _seen and next(iter(_seen)).rsplit(":", 1)[1] != str(window):
+        _seen.clear()  # a new window: the counts remembered are of the last one
+    count = _seen.get(_key(scope, identity, window))
+    return count is not None and count <= limit // 2
+
+
+def _key(scope: str, identity: str, window: int) -> str:
+    return f"offerhub:rl:{scope}:{identity}:{window}"
 
 
 async def _count(redis: aioredis.Redis, key: str) -> int:

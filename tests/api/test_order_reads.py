@@ -1,19 +1,26 @@
 """`GET /orders/{id}` reads one statement on the driver (api/repositories/orders.py `read`,
 api/database.py `fetch`): it shows an order exactly as the list (ORM entities) shows it, an
 unreachable PostgreSQL is a 503 it recovers from, and a connection the server ended is
-replaced at checkout without failing a request."""
+replaced at checkout without failing a request. A read of a caller with room in its rate
+limit runs while Redis counts it (api/policy.py); the count still decides."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import asyncpg
 import httpx
+import redis.asyncio as aioredis
+from pydantic import SecretStr
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from api.app import create_app
+from api.ratelimit import WINDOW_SECONDS
 from tests.api.orders_support import order_in
 from tests.api.test_disputes import disputed_order
+from tests.api.test_envelope import assert_error
 from tests.api.test_idempotency import pg_dsn
 from tests.api.test_outages import Proxied, _assert_unavailable, _timed, _until_answered, proxied  # noqa: F401
 from tests.support import Stack, assert_eventually, bearer, create_key, crypto_user, stack_settings
@@ -95,3 +102,33 @@ async def test_a_connection_the_server_ended_is_replaced_at_checkout(
         for _ in range(3):
             read = await http.get(f"/orders/{order['id']}", headers=full_key)
             assert read.status_code == 200, read.text
+
+
+async def test_a_read_run_while_counted_is_still_refused_past_the_limit(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    key = await create_key(client, stack.master_key, ["read", "write"])
+    headers = bearer(key["key"])
+    buyer, seller = await crypto_user(client, headers), await crypto_user(client, headers)
+    order = await order_in(client, headers, buyer["id"], seller["id"], "10.00", [])
+    settings = stack_settings(stack)
+    redis_url = settings.redis_url.get_secret_value().rsplit("/", 1)[0] + "/2"  # counters of its own
+    limited = settings.model_copy(update={"rate_limit_per_key_per_minute": 10, "redis_url": SecretStr(redis_url)})
+    app = create_app(limited)
+    if WINDOW_SECONDS - time.time() % WINDOW_SECONDS < 3:  # the whole test in one window
+        await asyncio.sleep(3)
+    redis = aioredis.from_url(redis_url)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://in-process/api/v1") as http,
+    ):
+        first = await http.get(f"/orders/{order['id']}", headers=headers)
+        assert first.status_code == 200 and first.headers["x-ratelimit-remaining"] == "9"
+        # other replicas spend the rest of the window's budget: this process still believes it has room
+        window = int(time.time() // WINDOW_SECONDS)
+        await redis.set(f"offerhub:rl:api_key:{key['id']}:{window}", 10)
+        for path in (f"/orders/{order['id']}", "/orders/ord_doesnotexist", f"/orders/{order['id']}?x=1"):
+            refused = await http.get(path, headers=headers)
+            error = assert_error(refused, 429, "RATE_LIMITED")  # not the read's 200, 404 or 400
+            assert refused.headers["x-ratelimit-remaining"] == "0" and error["details"]["scope"] == "api_key"
+    await redis.aclose()
