@@ -31,7 +31,9 @@ from worker import WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 ESCROW_STEPS = ["reserve", "escrow", "escrow/fund"]
-COMPLETED = "ExecutionStatus = 'Completed'"
+# the product's workflows only: other tests start workflows of their own (test_database_refusals)
+PRODUCT_TYPES = ", ".join(f"'{workflow.__name__}'" for workflow in WORKFLOWS)
+COMPLETED = f"ExecutionStatus = 'Completed' AND WorkflowType IN ({PRODUCT_TYPES})"
 MAX_HISTORIES = 300  # bounds the test when it runs after the whole suite
 
 
