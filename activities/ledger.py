@@ -20,7 +20,7 @@ from sqlmodel import col
 from temporalio.exceptions import ApplicationError
 
 from models.errors import ErrorCode
-from models.events import _occurred_at
+from models.events import event_moment
 from models.ids import IdPrefix, new_id
 from models.ledger import AUDIT_ACTION_OF, EVENT_OF, SPENDING, EntryType, LedgerEffect
 from models.money import format_cents
@@ -222,7 +222,7 @@ def _parameters(effect: LedgerEffect, da: int, dr: int, actor: tuple[str, str | 
         "request_id": effect.request_id,
         "event_id": new_id(IdPrefix.EVENT),
         "event_type": event_type,
-        "event_at": _occurred_at(),
+        "event_at": event_moment(),
         "actor_type": actor_type,
         "actor_id": actor_id,
         "correlation_id": effect.correlation_id,

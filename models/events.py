@@ -12,7 +12,7 @@ from models.timefmt import iso, utcnow
 _last = utcnow()
 
 
-def _occurred_at() -> Any:
+def event_moment() -> Any:
     """Strictly increasing within a process, so events of one transaction keep their order."""
     global _last
     now = utcnow()
@@ -35,7 +35,7 @@ def new_event(
     return Event(
         id=new_id(IdPrefix.EVENT),
         type=type,
-        occurred_at=_occurred_at(),
+        occurred_at=event_moment(),
         resource_type=resource_type,
         resource_id=resource_id,
         user_ids=list(dict.fromkeys(user_ids)),
