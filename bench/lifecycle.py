@@ -211,12 +211,14 @@ async def main() -> dict[str, Any]:
                     await control.post(
                         "/faucet/usdc", json={"address": buyer["wallet"]["public_key"], "amount": f"{each}.00"}
                     )
+            deadline = time.monotonic() + 180  # the deposit monitor polls every 20 s; a busy machine is slower
             for buyer, _ in pairs:
-                for _ in range(100):
-                    balance = (await api.get(f"/users/{buyer['id']}/balance", headers=headers)).json()
-                    if balance["available"] == f"{each}.00":
-                        break
-                    await asyncio.sleep(0.2)
+                while (await api.get(f"/users/{buyer['id']}/balance", headers=headers)).json()["available"] != (
+                    f"{each}.00"
+                ):
+                    if time.monotonic() > deadline:  # a reserve would be refused for want of funds
+                        raise RuntimeError(f"the deposit of {buyer['id']} was never credited")
+                    await asyncio.sleep(0.5)
         users = itertools.cycle([(buyer["id"], seller["id"]) for buyer, seller in pairs])
         queue = f"bench-baseline-{uuid.uuid4().hex[:6]}"
         workflows = [BaselineWorkflow, ShapeBaselineWorkflow]

@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import secrets
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -165,14 +166,14 @@ async def main() -> dict[str, Any]:
                     "/faucet/usdc", json={"address": payer["wallet"]["public_key"], "amount": f"{each}.00"}
                 )
             destinations = [await external_account(stack) for _ in range(DESTINATIONS)]
+            deadline = time.monotonic() + 180  # the deposit monitor polls every 20 s; a busy machine is slower
             for payer in payers:
-                for _ in range(100):
-                    balance = (await api.get(f"/users/{payer['id']}/balance", headers=headers)).json()
-                    if balance["available"] == f"{each}.00":
-                        break
-                    await asyncio.sleep(0.2)
-                else:
-                    raise RuntimeError(f"the deposit of {payer['id']} was never credited")
+                while (await api.get(f"/users/{payer['id']}/balance", headers=headers)).json()["available"] != (
+                    f"{each}.00"
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the deposit of {payer['id']} was never credited")
+                    await asyncio.sleep(0.5)
             # Airtm users, linked, with the money to pay every top-up
             linked = []
             for _ in range(USERS):
