@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -59,3 +61,25 @@ async def test_with_redis_unreachable_the_safety_poll_still_delivers(
         took = await _delivered_in(reader, client, full_key, timeout=SAFETY_POLL_SECONDS * 3)
     assert max(took) <= SAFETY_POLL_SECONDS + 2, took
     assert "event wake-ups unavailable" in stack.log_text("api-no-redis")
+
+
+async def test_a_stopping_api_ends_its_streams_at_once(stack: Stack, full_key: dict[str, str]) -> None:
+    # streams hold no task the server waits on: asked to stop, the API ends them and exits
+    url = stack.spawn_api("api-stopping", {"SSE_CREDENTIAL_CHECK_SECONDS": "15"})  # an override: a port of its own
+    process = next(p.process for p in stack.processes if p.name == "api-stopping")
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as reader,
+        reader.stream("GET", "/events", headers={**SSE, **full_key}) as stream,
+    ):
+        lines = stream.aiter_lines()
+        assert (await asyncio.wait_for(anext(lines), timeout=10)).startswith("retry: 3000")
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(_rest(lines), timeout=10)
+        assert rest == []  # a clean end, no error
+        await asyncio.to_thread(process.wait, 10)
+    assert time.monotonic() - stopping < 5
+
+
+async def _rest(lines: AsyncIterator[str]) -> list[str]:
+    return [line async for line in lines if line]
