@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import Select, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from models.errors import ErrorCode, OfferhubError
@@ -53,8 +53,7 @@ def bad_cursor() -> OfferhubError:
     )
 
 
-async def fetch_page(
-    session: AsyncSession,
+def page_statement(
     model: Any,
     query: Select[Any],
     *,
@@ -62,9 +61,9 @@ async def fetch_page(
     cursor: str | None,
     cursor_valid: Callable[[str], bool],
     newest: str = "created_at",
-) -> tuple[list[Any], bool]:
-    """One page of `query`, newest first by the `newest` column then `id`, after the `cursor`
-    item; and whether more follow."""
+) -> Select[Any]:
+    """`query` narrowed to one page: newest first by the `newest` column then `id`, after the
+    `cursor` item, `limit + 1` rows (the extra one says whether more follow)."""
     check_limit(limit)
     moment = getattr(model, newest)
     if cursor is not None:
@@ -75,20 +74,38 @@ async def fetch_page(
         anchor = aliased(model)
         anchor_row = select(getattr(anchor, newest), anchor.id).where(anchor.id == cursor).scalar_subquery()
         query = query.where(tuple_(moment, model.id) < anchor_row)
-    rows: Sequence[Any] = (
-        (await session.execute(query.order_by(moment.desc(), model.id.desc()).limit(limit + 1))).scalars().all()
-    )
-    if not rows and cursor is not None and not await _exists(session, model, cursor):
-        raise bad_cursor()  # an empty page: the end of the list, or a cursor that names nothing
+    return query.order_by(moment.desc(), model.id.desc()).limit(limit + 1)
+
+
+async def fetch_page(
+    session: AsyncSession,
+    model: Any,
+    query: Select[Any],
+    *,
+    limit: int,
+    cursor: str | None,
+    cursor_valid: Callable[[str], bool],
+    newest: str = "created_at",
+) -> tuple[list[Any], bool]:
+    """One page of `query` (`page_statement`), and whether more follow."""
+    statement = page_statement(model, query, limit=limit, cursor=cursor, cursor_valid=cursor_valid, newest=newest)
+    rows: Sequence[Any] = (await session.execute(statement)).scalars().all()
+    if not rows:
+        await check_cursor(session, model, cursor)
     return list(rows[:limit]), len(rows) > limit
 
 
-async def _exists(session: AsyncSession, model: Any, item_id: str) -> bool:
-    return (await session.execute(select(model.id).where(model.id == item_id))).first() is not None
+async def check_cursor(session: AsyncSession | AsyncConnection, model: Any, cursor: str | None) -> None:
+    """After an empty page: the end of the list, or 400 for a cursor that names nothing."""
+    if cursor is not None and (await session.execute(select(model.id).where(model.id == cursor))).first() is None:
+        raise bad_cursor()
 
 
 def envelope(data: list[Any], rows: list[Any], has_more: bool) -> dict[str, Any]:
-    return {"data": data, "pagination": {"has_more": has_more, "next_cursor": rows[-1].id if has_more else None}}
+    """A page: `rows` are the entities (or their views, as dicts) whose last one is the cursor."""
+    last = rows[-1] if has_more else None
+    next_cursor = last["id"] if isinstance(last, dict) else getattr(last, "id", None)
+    return {"data": data, "pagination": {"has_more": has_more, "next_cursor": next_cursor}}
 
 
 async def page(
@@ -129,4 +146,14 @@ def narrowed(
     return query
 
 
-__all__ = ["Page", "Pagination", "check_limit", "envelope", "fetch_page", "narrowed", "page"]
+__all__ = [
+    "Page",
+    "Pagination",
+    "check_cursor",
+    "check_limit",
+    "envelope",
+    "fetch_page",
+    "narrowed",
+    "page",
+    "page_statement",
+]

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, inspect, or_, select
+from sqlalchemy import FromClause, Select, and_, bindparam, func, inspect, or_, select
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import SQLModel, col
 
 from api import database
@@ -41,20 +41,36 @@ class Columns:
         return self._row[self._prefix + name]
 
 
-def _labelled(prefix: str, model: type[SQLModel]) -> list[Any]:
-    return [prop.columns[0].label(prefix + prop.key) for prop in inspect(model).column_attrs]
+def _labelled(prefix: str, model: type[SQLModel], source: FromClause | None = None) -> list[Any]:
+    """The model's columns (read from `source`, a subquery of its table, if given) labelled
+    `prefix` + the attribute name the model gives them."""
+    return [
+        (prop.columns[0] if source is None else source.c[prop.columns[0].name]).label(prefix + prop.key)
+        for prop in inspect(model).column_attrs
+    ]
 
 
-# One order joined to its live escrow and its dispute (both at most one) and its milestones (one
-# row each), each table's columns under its own prefix
-ONE_ORDER = (
-    select(*_labelled("o_", Order), *_labelled("e_", Escrow), *_labelled("d_", Dispute), *_labelled("m_", Milestone))
-    .select_from(Order)
-    .outerjoin(Escrow, and_(col(Escrow.order_id) == col(Order.id), col(Escrow.discarded_at).is_(None)))
-    .outerjoin(Dispute, col(Dispute.order_id) == col(Order.id))
-    .outerjoin(Milestone, col(Milestone.order_id) == col(Order.id))
-    .where(col(Order.id) == bindparam("order_id"))
-)
+def with_relations(orders: FromClause | None = None) -> Select[Any]:
+    """Orders (the table, or `orders`: a subquery of it) joined to their live escrow and their
+    dispute (both at most one) and their milestones (one row each), each table's columns under
+    its own prefix."""
+    source = Order.__table__ if orders is None else orders  # type: ignore[attr-defined]
+    order_id = source.c.id
+    return (
+        select(
+            *_labelled("o_", Order, orders),
+            *_labelled("e_", Escrow),
+            *_labelled("d_", Dispute),
+            *_labelled("m_", Milestone),
+        )
+        .select_from(source)
+        .outerjoin(Escrow, and_(col(Escrow.order_id) == order_id, col(Escrow.discarded_at).is_(None)))
+        .outerjoin(Dispute, col(Dispute.order_id) == order_id)
+        .outerjoin(Milestone, col(Milestone.order_id) == order_id)
+    )
+
+
+ONE_ORDER = with_relations().where(col(Order.id) == bindparam("order_id"))
 # as the driver takes it (`$1`)
 ONE_ORDER_SQL = str(ONE_ORDER.compile(dialect=PGDialect_asyncpg()))  # type: ignore[no-untyped-call]
 
@@ -148,25 +164,16 @@ def order_view(
     }
 
 
-async def views(session: AsyncSession, orders: list[Order]) -> list[dict[str, Any]]:
-    ids = [o.id for o in orders]
-    if not ids:
-        return []
-    escrows = {
-        e.order_id: e
-        for e in (
-            await session.execute(
-                select(Escrow).where(col(Escrow.order_id).in_(ids), col(Escrow.discarded_at).is_(None))
-            )
-        ).scalars()
-    }
-    milestones: dict[str, list[Milestone]] = {}
-    for m in (await session.execute(select(Milestone).where(col(Milestone.order_id).in_(ids)))).scalars():
-        milestones.setdefault(m.order_id, []).append(m)
-    disputes = {
-        d.order_id: d for d in (await session.execute(select(Dispute).where(col(Dispute.order_id).in_(ids)))).scalars()
-    }
-    return [order_view(o, escrows.get(o.id), milestones.get(o.id, []), disputes.get(o.id)) for o in orders]
+async def page_views(connection: AsyncConnection, page: Select[Any], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The orders of `page` (a `select(Order)` of `limit + 1` rows, pagination.page_statement) as
+    `view` shows them, read with their relations in one statement; and whether more follow."""
+    listed = page.subquery("page")
+    statement = with_relations(listed).order_by(listed.c.created_at.desc(), listed.c.id.desc())
+    grouped: dict[str, list[Any]] = {}
+    for row in (await connection.execute(statement)).mappings():
+        grouped.setdefault(row["o_id"], []).append(row)
+    views = [_rendered(rows) for rows in grouped.values()]
+    return views[:limit], len(views) > limit
 
 
 async def load(session: AsyncSession, order_id: str, audience: Audience = EVERYONE) -> Order:
@@ -197,6 +204,11 @@ async def read(engine: AsyncEngine, order_id: str, audience: Audience = EVERYONE
 def _one(rows: Sequence[Row], order_id: str, audience: Audience) -> dict[str, Any]:
     if not rows or not audience.sees(rows[0]["o_buyer_id"], rows[0]["o_seller_id"]):
         raise not_found(order_id)
+    return _rendered(rows)
+
+
+def _rendered(rows: Sequence[Row]) -> dict[str, Any]:
+    """One order's joined rows (one per milestone, or one) as the API shows it."""
     first = rows[0]
     return order_view(
         Columns(first, "o_"),

@@ -13,7 +13,7 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.errors import ApiJSONResponse
-from api.pagination import CursorQuery, LimitQuery, envelope, fetch_page
+from api.pagination import CursorQuery, LimitQuery, check_cursor, envelope, page_statement
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
 from api.repositories import orders as repo
 from api.repositories.users import not_found as user_not_found
@@ -232,7 +232,7 @@ async def list_orders(
     created_before: Annotated[str | None, Query()] = None,
     limit: int = LimitQuery,
     cursor: str | None = CursorQuery,
-) -> dict[str, Any]:
+) -> ApiJSONResponse:
     for name, value in (("buyer_id", buyer_id), ("seller_id", seller_id), ("user_id", user_id)):
         if value is not None and not is_id(value, IdPrefix.USER):
             raise field_error(name, "must be a usr_ ID")
@@ -246,11 +246,14 @@ async def list_orders(
         created_after=after,
         created_before=before,
     )
-    async with services.sessions() as session:
-        rows, has_more = await fetch_page(
-            session, Order, query, limit=limit, cursor=cursor, cursor_valid=lambda c: is_id(c, IdPrefix.ORDER)
-        )
-        return envelope(await repo.views(session, rows), rows, has_more)
+    page = page_statement(Order, query, limit=limit, cursor=cursor, cursor_valid=lambda c: is_id(c, IdPrefix.ORDER))
+    # one statement (the page joined to its relations) is its own snapshot: no transaction needed
+    async with services.engine.connect() as connection:
+        reading = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        views, has_more = await repo.page_views(reading, page, limit)
+        if not views:
+            await check_cursor(reading, Order, cursor)
+    return ApiJSONResponse(envelope(views, views, has_more))
 
 
 @router.get("/orders/{order_id}", operation_id="orders-get", summary="Get an order")
