@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -33,7 +34,7 @@ BATCH = 1000
 IDLE_SECONDS = 1.0
 PROBE_SECONDS = 0.025
 # served by the partial index ix_events_unsequenced: an index-only look at the waiting rows
-ANY_UNSEQUENCED = text("SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL)")
+ANY_UNSEQUENCED = "SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL)"
 
 NUMBER_BATCH = text(
     """
@@ -75,24 +76,26 @@ async def announce(redis: aioredis.Redis, numbered: asyncio.Event) -> None:
 
 
 class Probe:
-    """Whether any committed event waits for its number, on one autocommit connection held
-    between calls (reopened after a failure)."""
+    """Whether any committed event waits for its number, on one connection of the pool held
+    between calls (reopened after a failure) and asked through asyncpg itself, outside any
+    transaction: a prepared statement, no SQLAlchemy work per call."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.conn: AsyncConnection | None = None
+        self.driver: Any = None  # the asyncpg connection under `conn`
 
     async def waiting(self) -> bool:
         if self.conn is None:
             self.conn = await self.engine.connect()
-            await self.conn.execution_options(isolation_level="AUTOCOMMIT")
-        return bool(await self.conn.scalar(ANY_UNSEQUENCED))
+            self.driver = (await self.conn.get_raw_connection()).driver_connection
+        return bool(await self.driver.fetchval(ANY_UNSEQUENCED))
 
     async def close(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):
                 await self.conn.close()
-            self.conn = None
+            self.conn = self.driver = None
 
 
 async def until_waiting(probe: Probe) -> None:

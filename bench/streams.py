@@ -186,6 +186,7 @@ async def run() -> dict[str, Any]:
     stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
     try:
         api_proc = next(p.process for p in stack.processes if p.name == "api")
+        worker_proc = next(p.process for p in stack.processes if p.name == "worker")
         url = urlsplit(stack.api_url)
         assert url.hostname is not None and url.port is not None
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:
@@ -220,7 +221,10 @@ async def run() -> dict[str, Any]:
             await asyncio.sleep(5)  # let opening settle (first credential checks, pings)
             rss_after = rss_kib(api_proc.pid)
             load = others_busy()
-            idle = await idle_cpu(api_proc.pid, IDLE_SECONDS)
+            # the worker idles meanwhile: its sequencer's probe for unsequenced events, Temporal polls
+            idle, worker_idle = await asyncio.gather(
+                idle_cpu(api_proc.pid, IDLE_SECONDS), idle_cpu(worker_proc.pid, IDLE_SECONDS)
+            )
             measured = await fan_out(api, headers, streams, api_proc.pid)
             fanout = sorted(measured.latency_ms)
             broken = [s for s in streams if s.task is not None and s.task.done()]
@@ -236,6 +240,7 @@ async def run() -> dict[str, Any]:
             "memory_per_stream_kib": round((rss_after - rss_before) / STREAMS, 1),
             "api_cpu_idle_no_streams": round(baseline_cpu, 4),
             "api_cpu_idle_streams": round(idle, 4),
+            "worker_cpu_idle": round(worker_idle, 4),
             "idle_seconds": IDLE_SECONDS,
             "fanout_events": len(fanout),
             "fanout_p50_ms": round(statistics.median(fanout), 1),
@@ -252,6 +257,7 @@ async def run() -> dict[str, Any]:
         print(f"{'memory per stream (KiB, RSS delta)':<36} {results['memory_per_stream_kib']:>10}")
         print(f"{'API CPU idle, no streams (core)':<36} {baseline_cpu:>10.3f}")
         print(f"{'API CPU idle, streams open (core)':<36} {idle:>10.3f}  < {TARGET_CPU}")
+        print(f"{'worker CPU meanwhile (core)':<36} {worker_idle:>10.3f}")
         print(f"{'fan-out p50 (ms)':<36} {results['fanout_p50_ms']:>10}")
         print(f"{'fan-out p99 (ms)':<36} {results['fanout_p99_ms']:>10}  < {TARGET_FANOUT_MS:.0f}")
         print(f"{'streams ended early':<36} {len(broken):>10}")
