@@ -303,7 +303,10 @@ class EventStreamResponse(Response):
 
         async def until_disconnect() -> None:
             nonlocal disconnected
-            while (await receive())["type"] != "http.disconnect":
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:  # the server could not read from the client: gone all the same
                 pass
             disconnected = True
             self.on_disconnect()
