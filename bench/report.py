@@ -75,6 +75,11 @@ def _per_second_cases(bench: str, item: int, target: float | None) -> Callable[[
                 target,
                 True,
             )
+            if "baseline_same_shape_per_s" in case:  # a second baseline: the product's own shape, no-op
+                yield Row(
+                    item, bench, f"{case['name']} vs its own shape", int(case["concurrency"]), case["product_per_s"],
+                    case["baseline_same_shape_per_s"], "per s", case["ratio_same_shape"], None, True,
+                )  # fmt: skip
 
     return rows
 
