@@ -70,7 +70,7 @@ def test_header_and_setting_names_of_secrets_are_redacted() -> None:
 
 
 def test_sql_parameters_never_reach_logs_or_errors() -> None:
-    from api.services import create_engine
+    from api.database import create_engine
     from settings import Settings
 
     engine = create_engine(
