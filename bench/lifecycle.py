@@ -42,6 +42,7 @@ from temporalio.worker import Worker
 from bench import cpu
 from bench.baseline import BaselineWorkflow, ShapeBaselineWorkflow, noop
 from bench.results_file import save
+from bench.starts import created_with_start
 from models.ids import IdPrefix, new_id
 from models.orders_io import (
     Caller,
@@ -115,16 +116,15 @@ async def lifecycle(client: Client, queue: str, buyer: str, seller: str) -> str:
     order_id = new_id(IdPrefix.ORDER)
     caller = Caller(actor_type="system", actor_id="bench")
     order = OrderInput(id=order_id, buyer_id=buyer, seller_id=seller, title="bench", amount=100)
-    start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
+    await created_with_start(
+        client,
         "OrderWorkflow",
         order,
-        id=order_id,
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        **order_start_options(order),  # as POST /orders starts it
-    )
-    await client.execute_update_with_start_workflow(
-        "created", OrderCreated(caller=caller), start_workflow_operation=start, result_type=OrderOutcome
+        workflow_id=order_id,
+        queue=queue,
+        options=order_start_options(order),
+        created=OrderCreated(caller=caller),
+        result_type=OrderOutcome,
     )
     handle = client.get_workflow_handle(order_id)
     for update, arg in (

@@ -36,8 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import uvloop
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
@@ -45,6 +44,7 @@ from bench import cpu
 from bench.baseline import ShapeBaselineWorkflow, noop
 from bench.lifecycle import CONCURRENCY, REPEATS, case, cpu_per_item, history_shape, rate, shaped
 from bench.results_file import save
+from bench.starts import created_with_start
 from models.ids import IdPrefix, new_id
 from models.orders_io import Caller
 from models.topups_io import TopUpCreated, TopUpOutcome, TopUpStart, topup_start_options
@@ -70,16 +70,15 @@ async def withdrawal(client: Client, queue: str, user_id: str, destination: str)
         destination_ref=destination,
         commit=True,
     )
-    start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
+    outcome = await created_with_start(
+        client,
         "WithdrawalWorkflow",
         wd,
-        id=wd.id,
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        **withdrawal_start_options(wd),  # as POST /withdrawals starts it
-    )
-    outcome = await client.execute_update_with_start_workflow(
-        "created", WithdrawalCreated(caller=CALLER), start_workflow_operation=start, result_type=WithdrawalOutcome
+        workflow_id=wd.id,
+        queue=queue,
+        options=withdrawal_start_options(wd),
+        created=WithdrawalCreated(caller=CALLER),
+        result_type=WithdrawalOutcome,
     )
     assert outcome.status == "WITHDRAWAL_COMPLETED", outcome
     return wd.id
@@ -94,16 +93,15 @@ async def topup(client: Client, queue: str, control: httpx.AsyncClient, user_id:
         return_url="https://market.example/wallet/ok",
         cancel_url="https://market.example/wallet/cancel",
     )
-    start: WithStartWorkflowOperation = WithStartWorkflowOperation(  # type: ignore[type-arg]
+    outcome = await created_with_start(
+        client,
         "TopUpWorkflow",
         topup,
-        id=topup.topup_id,
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        **topup_start_options(topup),  # as POST /topups starts it
-    )
-    outcome = await client.execute_update_with_start_workflow(
-        "created", TopUpCreated(caller=CALLER), start_workflow_operation=start, result_type=TopUpOutcome
+        workflow_id=topup.topup_id,
+        queue=queue,
+        options=topup_start_options(topup),
+        created=TopUpCreated(caller=CALLER),
+        result_type=TopUpOutcome,
     )
     assert outcome.status == "TOPUP_AWAITING_USER_CONFIRMATION", outcome
     # the payer confirms at Airtm; its webhook reaches the airtm-mode API, which Signals the workflow

@@ -95,6 +95,21 @@ class Generator:
         self.activity.users = list(await asyncio.gather(*(self.new_user(r) for r in seeds)))
         if self.provider == "crypto":
             self.activity.outside_accounts = [await self.outside_account(rng) for _ in range(2)]
+            # users start with money: their first deposits are credited before the actors start,
+            # so a short run still reserves orders on a loaded machine (the deposit monitor polls)
+            await asyncio.gather(*(self.first_deposit_credited(member) for member in self.activity.users))
+
+    async def first_deposit_credited(self, member: Member) -> None:
+        """Until the member's balance holds what the faucet sent (bounded by WAIT_SECONDS). Polls
+        draw from a generator of their own: how many it takes must not shift the seeded run."""
+        polls = random.Random(member.id)
+        expected = self.activity.faucet_sent.get(member.id, 0)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            balance = await self.pool.read(polls, lambda c: c.users.balance(member.id))
+            if cents(balance.available) >= expected:
+                return
+            await asyncio.sleep(0.5)
 
     async def fund_treasury(self, address: str, amount: int) -> None:
         """Airtm mode: the platform's USDC float, which funds escrows on chain (providers.md §2.1),

@@ -48,11 +48,32 @@ async def funded_buyer(client: httpx.AsyncClient, stack: Stack, headers: dict[st
     return str(user["id"])
 
 
+async def buyer_and_seller(
+    client: httpx.AsyncClient, stack: Stack, headers: dict[str, str], amount: str
+) -> tuple[str, str]:
+    """A buyer funded with `amount` and a seller: their user IDs."""
+    buyer = await funded_buyer(client, stack, headers, amount)
+    seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=headers)).json()
+    return buyer, str(seller["id"])
+
+
+async def cancel_reserved(session: AsyncSession, order_id: str) -> None:
+    """The transition a reservation's release goes with: FUNDS_RESERVED -> CLOSED (canceled)."""
+    await compare_and_set(
+        session,
+        Order,
+        order_id,
+        field="status",
+        expected=("FUNDS_RESERVED",),
+        target="CLOSED",
+        values={"close_reason": "CANCELED", "closed_at": utcnow()},
+    )
+
+
 async def test_two_hundred_concurrent_reserves_and_releases(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], engine: AsyncEngine
 ) -> None:
-    buyer = await funded_buyer(client, stack, full_key, "100.00")
-    seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=full_key)).json()
+    buyer, seller_id = await buyer_and_seller(client, stack, full_key, "100.00")
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     rng = random.Random(7)
     orders = [(new_id(IdPrefix.ORDER), rng.choice([150, 250, 399])) for _ in range(100)]  # 2.66 x 100 > 100.00
@@ -62,7 +83,7 @@ async def test_two_hundred_concurrent_reserves_and_releases(
                 Order(
                     id=order_id,
                     buyer_id=buyer,
-                    seller_id=seller["id"],
+                    seller_id=seller_id,
                     title="t",
                     amount=amount,
                     status="ORDER_CREATED",
@@ -94,15 +115,7 @@ async def test_two_hundred_concurrent_reserves_and_releases(
                 order = await session.get(Order, order_id, with_for_update=True)
                 assert order is not None
                 if order.status == "FUNDS_RESERVED":
-                    await compare_and_set(
-                        session,
-                        Order,
-                        order_id,
-                        field="status",
-                        expected=("FUNDS_RESERVED",),
-                        target="CLOSED",
-                        values={"close_reason": "CANCELED", "closed_at": utcnow()},
-                    )
+                    await cancel_reserved(session, order_id)
                     await apply_effect(
                         session,
                         LedgerEffect.order_reserve_release(
@@ -129,8 +142,7 @@ async def test_two_hundred_concurrent_reserves_and_releases(
 async def test_a_retried_effect_applies_once_and_conflicting_terms_are_refused(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], engine: AsyncEngine
 ) -> None:
-    buyer = await funded_buyer(client, stack, full_key, "5.00")
-    seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=full_key)).json()
+    buyer, seller_id = await buyer_and_seller(client, stack, full_key, "5.00")
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     order_id, other_order = new_id(IdPrefix.ORDER), new_id(IdPrefix.ORDER)
     async with sessions() as session, session.begin():
@@ -139,7 +151,7 @@ async def test_a_retried_effect_applies_once_and_conflicting_terms_are_refused(
                 Order(
                     id=oid,
                     buyer_id=buyer,
-                    seller_id=seller["id"],
+                    seller_id=seller_id,
                     title="t",
                     amount=amount,
                     status="FUNDS_RESERVED" if oid == order_id else "ORDER_CREATED",
@@ -267,10 +279,9 @@ async def effect_rows(session: AsyncSession, effect: LedgerEffect) -> tuple[str,
 async def test_an_effect_writes_the_rows_the_orm_procedure_wrote_and_its_event_is_relayed(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], engine: AsyncEngine
 ) -> None:
-    buyer = await funded_buyer(client, stack, full_key, "5.00")
-    seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=full_key)).json()
+    buyer, seller_id = await buyer_and_seller(client, stack, full_key, "5.00")
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    (order_id,) = await new_orders(sessions, buyer, seller["id"], 250, status="FUNDS_RESERVED")
+    (order_id,) = await new_orders(sessions, buyer, seller_id, 250, status="FUNDS_RESERVED")
     reserve = LedgerEffect.order_reserve(
         order_id=order_id, buyer_id=buyer, amount=250, workflow_id=order_id, request_id="req_ledger_rows"
     )
@@ -281,15 +292,7 @@ async def test_an_effect_writes_the_rows_the_orm_procedure_wrote_and_its_event_i
     for effect, actor in steps:
         async with sessions() as session, session.begin():
             if effect is release:
-                await compare_and_set(
-                    session,
-                    Order,
-                    order_id,
-                    field="status",
-                    expected=("FUNDS_RESERVED",),
-                    target="CLOSED",
-                    values={"close_reason": "CANCELED", "closed_at": utcnow()},
-                )
+                await cancel_reserved(session, order_id)
             result = await apply_effect(session, effect, actor=actor)
         assert result.applied
         async with sessions() as session:  # read, then the reference rows, all rolled back
@@ -333,10 +336,9 @@ async def test_an_effect_writes_the_rows_the_orm_procedure_wrote_and_its_event_i
 async def test_an_effect_commits_and_rolls_back_with_the_callers_transaction(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], engine: AsyncEngine
 ) -> None:
-    buyer = await funded_buyer(client, stack, full_key, "5.00")
-    seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=full_key)).json()
+    buyer, seller_id = await buyer_and_seller(client, stack, full_key, "5.00")
     sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)  # as the worker's
-    (order_id,) = await new_orders(sessions, buyer, seller["id"], 300, status="ORDER_CREATED")
+    (order_id,) = await new_orders(sessions, buyer, seller_id, 300, status="ORDER_CREATED")
     effect = LedgerEffect.order_reserve(order_id=order_id, buyer_id=buyer, amount=300, workflow_id=order_id)
 
     class Abandoned(Exception):
@@ -376,10 +378,9 @@ async def test_an_effect_commits_and_rolls_back_with_the_callers_transaction(
 async def test_retries_answer_from_the_record_and_refusals_keep_their_errors(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str], engine: AsyncEngine
 ) -> None:
-    buyer = await funded_buyer(client, stack, full_key, "5.00")
-    seller = (await client.post("/users", json={"external_user_id": new_id(IdPrefix.USER)}, headers=full_key)).json()
+    buyer, seller_id = await buyer_and_seller(client, stack, full_key, "5.00")
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    first, second, third = await new_orders(sessions, buyer, seller["id"], 200, 300, 100, status="FUNDS_RESERVED")
+    first, second, third = await new_orders(sessions, buyer, seller_id, 200, 300, 100, status="FUNDS_RESERVED")
 
     def reserve(order_id: str, amount: int) -> LedgerEffect:
         return LedgerEffect.order_reserve(order_id=order_id, buyer_id=buyer, amount=amount, workflow_id=order_id)
