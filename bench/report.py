@@ -180,7 +180,6 @@ def table(rows: list[Row], missing: list[str]) -> str:
 def plot(rows: list[Row], path: Path) -> Path:
     """Ratios against concurrency (left) and the share of each absolute budget used (right)."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -200,7 +199,9 @@ def plot(rows: list[Row], path: Path) -> Path:
         if target is not None:
             ratios.axhline(target, color=line.get_color(), linestyle="--", linewidth=0.8)
     ratios.set_xscale("log", base=2)
-    ratios.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    levels = sorted({point[0] for points in series.values() for point in points})
+    ratios.set_xticks(levels, [str(level) for level in levels])  # the concurrencies measured
+    ratios.minorticks_off()
     ratios.set_xlabel("concurrency")
     ratios.set_ylabel("product / baseline (higher is better; dashed: target)")
     ratios.set_ylim(bottom=0)
