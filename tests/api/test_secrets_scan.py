@@ -447,6 +447,12 @@ def log_files(stack: Stack) -> list[Path]:
 
 
 async def test_logs_hold_no_secret(stack: Stack, scenario: Scenario) -> None:
+    async def deliveries_logged() -> bool:
+        # the worker writes a delivery's line once the receiver has answered: the scan waits for it
+        worker_logs = [stack.root / "logs" / name for name in ("worker.log", "worker-debug.log")]
+        return any(scenario.ids["endpoint"] in f.read_text(errors="replace") for f in worker_logs if f.exists())
+
+    await assert_eventually(deliveries_logged, timeout=15, message="no delivery of the endpoint in the worker's logs")
     files = [f for f in log_files(stack) if f.is_file()]
     assert {"api-debug.log", "worker.log", "worker-debug.log", "sandbox.log", "temporal.log", "log"} <= {
         f.name for f in files
