@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from temporalio.exceptions import ApplicationError
@@ -25,6 +24,7 @@ from models.ids import IdPrefix, new_id
 from models.ledger import AUDIT_ACTION_OF, EVENT_OF, SPENDING, EntryType, LedgerEffect
 from models.money import format_cents
 from models.redaction import redact
+from models.sqlstate import DRIVER_ERRORS, as_sqlalchemy_error
 from models.tables import LedgerEntry
 from models.timefmt import utcnow
 
@@ -112,7 +112,6 @@ _APPLY_COMPILED = APPLY.compile(dialect=asyncpg_dialect())  # type: ignore[no-un
 _APPLY_SQL = str(_APPLY_COMPILED)
 _APPLY_PARAMETERS = tuple(_APPLY_COMPILED.positiontup or ())
 # what asyncpg raises itself (SQLAlchemy translates these on its own paths, not on the driver's)
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tuple[str, str | None]) -> LedgerResult:
@@ -169,15 +168,14 @@ async def _apply(session: AsyncSession, effect: LedgerEffect, parameters: dict[s
             raise RuntimeError("apply_effect needs the caller's transaction")
     try:
         row: asyncpg.Record | None = await driver.fetchrow(_APPLY_SQL, *(parameters[p] for p in _APPLY_PARAMETERS))
-    except _DRIVER_ERRORS as exc:
+    except DRIVER_ERRORS as exc:
         if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "uq_ledger_entries_exclusive_key":
             raise business_error(
                 ErrorCode.LEDGER_KEY_CONFLICT,
                 f"{effect.exclusive_key} is already taken by another effect",
                 idempotency_key=effect.idempotency_key,
             ) from None
-        kind = {"22": DataError, "23": IntegrityError}.get((getattr(exc, "sqlstate", None) or "")[:2], DBAPIError)
-        raise kind(_APPLY_SQL, None, exc, hide_parameters=True) from exc
+        raise as_sqlalchemy_error(_APPLY_SQL, exc) from exc
     return row
 
 

@@ -21,17 +21,16 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, InvalidatePoolError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from models.sqlstate import DRIVER_ERRORS, as_sqlalchemy_error
 from settings import Settings
 
 IDLE_PING_SECONDS = 1.0
 _USED_AT = "offerhub_used_at"  # in a pool entry's `info`: when it last answered (monotonic)
-# what asyncpg raises itself (SQLAlchemy translates these on its own paths, not on the driver's)
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -75,7 +74,7 @@ async def fetch(engine: AsyncEngine, statement: str, *args: object) -> list[asyn
     try:
         connection = await engine.raw_connection()
     except DRIVER_ERRORS as exc:  # no connection could be opened
-        raise DBAPIError(statement, None, exc, hide_parameters=True, connection_invalidated=True) from exc
+        raise as_sqlalchemy_error(statement, exc, connection_invalidated=True) from exc
     try:
         driver: asyncpg.Connection = connection.driver_connection
         try:
@@ -85,6 +84,6 @@ async def fetch(engine: AsyncEngine, statement: str, *args: object) -> list[asyn
             lost = isinstance(exc, OSError | TimeoutError) or driver.is_closed()
             if lost:
                 connection.invalidate(exc)
-            raise DBAPIError(statement, None, exc, hide_parameters=True, connection_invalidated=lost) from exc
+            raise as_sqlalchemy_error(statement, exc, connection_invalidated=lost) from exc
     finally:
         await greenlet_spawn(connection.close)
