@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -776,7 +777,31 @@ def chaos(
 
 
 def main() -> None:
-    sys.exit(app())
+    """The `offerhub` command. Once a command that loaded Temporal's client is done, the process
+    leaves without interpreter teardown: the client's Rust threads can still hand back the GIL
+    while Python finalizes, which aborts the process (SIGABRT) instead of exiting with the
+    command's code (temporalio/sdk-python#300; seen as exit -6 for an unreachable Temporal)."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_code(exit_.code)
+    if "temporalio.bridge" not in sys.modules:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def exit_code(code: object) -> int:
+    """SystemExit's code as the process's exit status (a message is printed and counts as 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

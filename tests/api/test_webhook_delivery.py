@@ -69,6 +69,26 @@ async def delivery_row(stack: Stack, delivery_id: str) -> Any:
         await engine.dispose()
 
 
+async def delivery_report(stack: Stack, event_ids: set[str]) -> str:
+    """Where each event stands (sequenced, relayed, its delivery rows), for a failed wait's message."""
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.connect() as conn:
+            events = await conn.execute(
+                text("SELECT id, seq, relayed_at FROM events WHERE id = ANY(:ids)"), {"ids": sorted(event_ids)}
+            )
+            rows = await conn.execute(
+                text("SELECT id, status, attempts, last_error FROM webhook_deliveries WHERE event_id = ANY(:ids)"),
+                {"ids": sorted(event_ids)},
+            )
+            lines = [f"event {e.id} seq={e.seq} relayed_at={e.relayed_at}" for e in events]
+            lines += [f"delivery {d.id} {d.status} attempts={d.attempts} error={d.last_error}" for d in rows]
+    finally:
+        await engine.dispose()
+    relay = [line for name in ("worker", "worker-2") for line in stack.log_text(name).splitlines() if "relay" in line]
+    return "\n".join(lines + relay[-20:])
+
+
 def requests_for(box: Receiver, event_id: str) -> list[Any]:
     return [r for r in box.requests if r.headers.get("offerhub-event-id") == event_id]
 
@@ -153,7 +173,12 @@ async def test_two_workers_deliver_each_event_to_each_endpoint_once(
                         wanted <= {r.headers["offerhub-event-id"] for r in b.requests} for b in (first_box, second_box)
                     )
 
-                await assert_eventually(all_delivered, timeout=30, message="not every event was delivered")
+                try:
+                    await assert_eventually(all_delivered, timeout=45, message="not every event was delivered")
+                except AssertionError as exc:
+                    boxes = (first_box, second_box)
+                    missing = [sorted(wanted - {r.headers["offerhub-event-id"] for r in b.requests}) for b in boxes]
+                    raise AssertionError(f"{exc}; missing {missing}\n{await delivery_report(stack, wanted)}") from exc
                 await asyncio.sleep(1.5)  # time for a duplicate to show up, if there were one
                 for box in (first_box, second_box):
                     counts = Counter(r.headers["offerhub-event-id"] for r in box.requests)
