@@ -9,7 +9,6 @@ FastAPI parses the body, so an unauthenticated or replayed request never reaches
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -23,8 +22,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import auth, ratelimit
+from api import auth
 from api.auth import EVERYONE, Audience, Credential
+from api.direct_calls import direct_call
 from api.errors import ApiJSONResponse, error_response, internal_error, validation_error
 from api.idempotency import KEY_PATTERN, Execute, IdempotencyStore, StoredResponse, fingerprint, validate_key
 from api.outages import RETRY_AFTER_SECONDS, service_unavailable, unreachable_dependency
@@ -271,6 +271,10 @@ class GuardedRoute(APIRoute):
         original = super().get_route_handler()
         rule = route_policy(self.endpoint)
         allowed_query = frozenset(_query_names(self.dependant))
+        # a simple read is called with its arguments taken straight from the request (api/direct_calls.py)
+        run = direct_call(
+            self.dependant, self.endpoint, {_services_dependency: _services_dependency, _context: _context}
+        )
 
         async def execute(request: Request) -> Response:
             try:
@@ -282,7 +286,7 @@ class GuardedRoute(APIRoute):
                         {"payment_provider": mode, "required_provider": rule.mode},
                     )
                 _unknown_query(request, allowed_query)
-                return await original(request)
+                return await (run or original)(request)
             except RequestValidationError as exc:
                 return error_response(validation_error(exc.errors()))
             except OfferhubError as exc:
@@ -295,35 +299,23 @@ class GuardedRoute(APIRoute):
                 credential = await authenticate(rule, request, services)
                 request.state.credential = credential
                 scope, identity, limit = self._limit(services, request, credential)
-                if request.method == "GET" and not rule.query_token and ratelimit.roomy(scope, identity, limit):
-                    # a read while its caller had room (its stream, query_token, opens as it runs): run
-                    # it while Redis counts, a round trip saved; the count still decides, first
-                    counting = asyncio.ensure_future(
-                        ratelimit.hit(services.redis, scope=scope, identity=identity, limit=limit)
-                    )
-                    try:
-                        _hostile_url(request)
-                        response = await execute(request)
-                    finally:  # a refusal replaces the read's answer or error, as if counted before
-                        limit_headers = (await counting).headers()
+                status = await services.rate_limits.hit(scope=scope, identity=identity, limit=limit)
+                limit_headers = status.headers()
+                if request.method in STATE_CHANGING and not rule.maintenance_exempt:
+                    state = await services.maintenance.current(services)
+                    if state.enabled:
+                        raise state.refusal()
+                # hostile input is refused before anything is recorded, even an idempotency key
+                _hostile_url(request)
+                if request.method in STATE_CHANGING and not rule.raw_body:
+                    await _json_object_body(request)
+                key_header = request.headers.get("idempotency-key")
+                if credential is not None and request.method in STATE_CHANGING and key_header is not None:
+                    response = await self._keyed(request, services, credential, validate_key(key_header), execute)
                 else:
-                    status = await ratelimit.hit(services.redis, scope=scope, identity=identity, limit=limit)
-                    limit_headers = status.headers()
-                    if request.method in STATE_CHANGING and not rule.maintenance_exempt:
-                        state = await services.maintenance.current(services)
-                        if state.enabled:
-                            raise state.refusal()
-                    # hostile input is refused before anything is recorded, even an idempotency key
-                    _hostile_url(request)
-                    if request.method in STATE_CHANGING and not rule.raw_body:
-                        await _json_object_body(request)
-                    key_header = request.headers.get("idempotency-key")
-                    if credential is not None and request.method in STATE_CHANGING and key_header is not None:
-                        response = await self._keyed(request, services, credential, validate_key(key_header), execute)
-                    else:
-                        if rule.creates is not None:
-                            request.state.allocated_id = new_id(rule.creates)
-                        response = await execute(request)
+                    if rule.creates is not None:
+                        request.state.allocated_id = new_id(rule.creates)
+                    response = await execute(request)
             except OfferhubError as exc:
                 response = error_response(exc)
                 limit_headers = {**limit_headers, **exc.headers}

@@ -4,9 +4,11 @@ A window is one minute; the counter key carries the window number so it expires 
 itself. If Redis is unreachable the limit fails open (logged): losing Redis must not
 stop payments.
 
-One request is one Redis command (EVALSHA of COUNT: INCR, and EXPIRE when the window's
-counter is new), atomic like MULTI/INCR/EXPIRE/EXEC but half the client's work and the
-server's replies.
+Each process claims tokens from the window's counter in blocks while the window has room to
+spare and spends them without a round trip; near the limit it claims one per request
+(models/rate_allowance.py says why no more than the limit is ever admitted, across replicas).
+A claim is one Redis command: EVALSHA of CLAIM (INCRBY, and EXPIRE when the window's counter
+is new).
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from models.errors import ErrorCode, OfferhubError
+from models.rate_allowance import Allowance, block_size
 
 log = logging.getLogger("offerhub.ratelimit")
 WINDOW_SECONDS = 60
-# KEYS[1] the window's counter, ARGV[1] its lifetime; the count, this request included
-COUNT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+# KEYS[1] the window's counter, ARGV[1] its lifetime, ARGV[2] the tokens claimed; the count after
+CLAIM = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
-MAX_REMEMBERED = 10_000  # counts remembered for `roomy`, this window's only
-_seen: dict[str, int] = {}  # counter key -> the count this process last read there
-COUNT_SHA = hashlib.sha1(COUNT.encode()).hexdigest()  # Redis caches scripts by SHA1; it names them, no security role
+CLAIM_SHA = hashlib.sha1(CLAIM.encode()).hexdigest()  # Redis caches scripts by SHA1; it names them, no security role
+MAX_REMEMBERED = 10_000  # allowances held, of the current window only
 
 
 @dataclass(frozen=True)
@@ -48,49 +50,54 @@ class RateLimitStatus:
         }
 
 
-async def hit(redis: aioredis.Redis, *, scope: str, identity: str, limit: int) -> RateLimitStatus:
-    """Count one request; raise 429 RATE_LIMITED (with headers) beyond `limit`."""
-    now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    reset_at = (window + 1) * WINDOW_SECONDS
-    key = _key(scope, identity, window)
-    try:
-        count = await _count(redis, key)
-    except Exception as exc:
-        log.warning("rate limit skipped: redis unavailable (%s)", type(exc).__name__)
-        return RateLimitStatus(limit, limit, reset_at)
-    if len(_seen) >= MAX_REMEMBERED:
-        _seen.clear()
-    _seen[key] = count
-    status = RateLimitStatus(limit, max(0, limit - count), reset_at)
-    if count > limit:
-        retry_after = max(1, reset_at - int(now))
-        raise OfferhubError(
-            ErrorCode.RATE_LIMITED,
-            f"Rate limit of {limit} requests per minute exceeded ({scope})",
-            {"limit": limit, "window_seconds": WINDOW_SECONDS, "retry_after": retry_after, "scope": scope},
-            headers={**status.headers(), "Retry-After": str(retry_after)},
-        )
-    return status
+class RateLimits:
+    """The limits as one app counts them in its Redis, with the tokens it holds there."""
 
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._held: dict[str, Allowance] = {}  # counter key -> this app's tokens in that window
 
-def roomy(scope: str, identity: str, limit: int) -> bool:
-    """Whether the count this process last read in the current window left at least half of
-    `limit`: the next hit is then very unlikely to be refused (replicas share the budget), so
-    a read may run while it is counted. A hint only: `hit` alone decides."""
-    window = int(time.time() // WINDOW_SECONDS)
-    if _seen and next(iter(_seen)).rsplit(":", 1)[1] != str(window):
-        _seen.clear()  # a new window: the counts remembered are of the last one
-    count = _seen.get(_key(scope, identity, window))
-    return count is not None and count <= limit // 2
+    async def hit(self, *, scope: str, identity: str, limit: int) -> RateLimitStatus:
+        """Count one request; raise 429 RATE_LIMITED (with headers) beyond `limit`."""
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        reset_at = (window + 1) * WINDOW_SECONDS
+        key = _key(scope, identity, window)
+        allowance = self._allowance(key, window, limit)
+        remaining = allowance.take()
+        if remaining is None:
+            block = block_size(allowance.remaining if allowance.top else None)
+            try:
+                count = await self._claim(key, block)
+            except Exception as exc:
+                log.warning("rate limit skipped: redis unavailable (%s)", type(exc).__name__)
+                return RateLimitStatus(limit, limit, reset_at)
+            remaining = allowance.claimed(count, block)
+        if remaining is None:
+            retry_after = max(1, reset_at - int(now))
+            status = RateLimitStatus(limit, 0, reset_at)
+            raise OfferhubError(
+                ErrorCode.RATE_LIMITED,
+                f"Rate limit of {limit} requests per minute exceeded ({scope})",
+                {"limit": limit, "window_seconds": WINDOW_SECONDS, "retry_after": retry_after, "scope": scope},
+                headers={**status.headers(), "Retry-After": str(retry_after)},
+            )
+        return RateLimitStatus(limit, remaining, reset_at)
+
+    def _allowance(self, key: str, window: int, limit: int) -> Allowance:
+        held = self._held.get(key)
+        if held is None or held.limit != limit:
+            if len(self._held) >= MAX_REMEMBERED or (self._held and not next(iter(self._held)).endswith(f":{window}")):
+                self._held.clear()  # a new window (the tokens held were of the last one), or too many callers
+            held = self._held[key] = Allowance(limit)
+        return held
+
+    async def _claim(self, key: str, block: int) -> int:
+        try:
+            return int(await self.redis.evalsha(CLAIM_SHA, 1, key, WINDOW_SECONDS * 2, block))
+        except NoScriptError:  # a Redis that has not seen CLAIM yet (or restarted): sent in full once
+            return int(await self.redis.eval(CLAIM, 1, key, WINDOW_SECONDS * 2, block))
 
 
 def _key(scope: str, identity: str, window: int) -> str:
     return f"offerhub:rl:{scope}:{identity}:{window}"
-
-
-async def _count(redis: aioredis.Redis, key: str) -> int:
-    try:
-        return int(await redis.evalsha(COUNT_SHA, 1, key, WINDOW_SECONDS * 2))
-    except NoScriptError:  # a Redis that has not seen COUNT yet (or restarted): sent in full once
-        return int(await redis.eval(COUNT, 1, key, WINDOW_SECONDS * 2))

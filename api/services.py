@@ -17,6 +17,7 @@ from api.event_feed import EventFeed
 from api.key_cache import KeyCache
 from api.maintenance import MaintenanceCache
 from api.payload_codec import data_converter
+from api.ratelimit import RateLimits
 from providers.airtm.client import AirtmClient
 from providers.stellar.horizon import HorizonClient
 from providers.stellar.keyvault import KeyVault
@@ -57,6 +58,7 @@ class Services:
     maintenance: MaintenanceCache = field(default_factory=MaintenanceCache)
     keys: KeyCache = field(default_factory=KeyCache)  # verified API keys; follows revocations on Redis
     event_feed: EventFeed = field(default_factory=EventFeed)  # wakes this process's event streams
+    rate_limits: RateLimits = field(init=False)  # counted in `redis`, with the tokens this app holds
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -89,6 +91,9 @@ class Services:
             horizon=HorizonClient(settings.horizon_url, settings.friendbot_url),
             airtm=airtm,
         )
+
+    def __post_init__(self) -> None:
+        self.rate_limits = RateLimits(self.redis)
 
     async def temporal(self) -> Client:
         """The Temporal client, connecting on first use (the API starts even if Temporal is down)."""

@@ -67,6 +67,12 @@ def _processors(console: bool) -> list[Any]:
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     console = fmt == "console"
+    # no line shows the caller's file, thread or process: skip collecting them for every record
+    # (the "Optimization" knobs of the logging documentation; the API logs a line per request)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     pre_chain: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _record_fields,

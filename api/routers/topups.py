@@ -18,7 +18,6 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 
-from api import ratelimit
 from api.errors import ApiJSONResponse, provider_failure
 from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
@@ -74,8 +73,7 @@ async def create_topup(body: TopUpCreate, services: ServicesDep, context: Contex
     """The pay-in is created by the workflow (code = top-up ID): `201` with its checkout URL,
     `202` in TOPUP_CREATED while Airtm is slow, `502` when Airtm refused (the top-up is FAILED)."""
     settings = services.settings
-    await ratelimit.hit(
-        services.redis,
+    await services.rate_limits.hit(
         scope="user_topups",
         identity=body.user_id,
         limit=settings.rate_limit_topups_per_user_per_minute,

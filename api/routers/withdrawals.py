@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import StrKey
 
-from api import ratelimit
 from api.errors import ApiJSONResponse
 from api.pagination import CursorQuery, LimitQuery, narrowed, page
 from api.policy import Access, ContextDep, GuardedRoute, RequestContext, Retention, ServicesDep, policy
@@ -126,8 +125,7 @@ async def _validate(services: Services, body: WithdrawalCreate) -> None:
 @policy(Access.SCOPED, "write", retention=Retention.SHORT, creates=IdPrefix.WITHDRAWAL)
 async def create_withdrawal(body: WithdrawalCreate, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
     settings = services.settings
-    await ratelimit.hit(
-        services.redis,
+    await services.rate_limits.hit(
         scope="user_withdrawals",
         identity=body.user_id,
         limit=settings.rate_limit_withdrawals_per_user_per_minute,

@@ -1,8 +1,8 @@
 """`GET /orders/{id}` reads one statement on the driver (api/repositories/orders.py `read`,
 api/database.py `fetch`): it shows an order exactly as the list (ORM entities) shows it, an
 unreachable PostgreSQL is a 503 it recovers from, and a connection the server ended is
-replaced at checkout without failing a request. A read of a caller with room in its rate
-limit runs while Redis counts it (api/policy.py); the count still decides."""
+replaced at checkout without failing a request. A read is refused once other replicas spent
+the window's budget (api/ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ async def test_a_connection_the_server_ended_is_replaced_at_checkout(
             assert read.status_code == 200, read.text
 
 
-async def test_a_read_run_while_counted_is_still_refused_past_the_limit(
+async def test_a_read_is_refused_once_other_replicas_spent_the_window(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:
     key = await create_key(client, stack.master_key, ["read", "write"])
@@ -124,7 +124,7 @@ async def test_a_read_run_while_counted_is_still_refused_past_the_limit(
     ):
         first = await http.get(f"/orders/{order['id']}", headers=headers)
         assert first.status_code == 200 and first.headers["x-ratelimit-remaining"] == "9"
-        # other replicas spend the rest of the window's budget: this process still believes it has room
+        # other replicas spend the rest of the window's budget (a small limit is claimed token by token)
         window = int(time.time() // WINDOW_SECONDS)
         await redis.set(f"offerhub:rl:api_key:{key['id']}:{window}", 10)
         for path in (f"/orders/{order['id']}", "/orders/ord_doesnotexist", f"/orders/{order['id']}?x=1"):

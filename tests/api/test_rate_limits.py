@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import time
+
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from api.ratelimit import WINDOW_SECONDS, RateLimits
+from models.errors import ErrorCode, OfferhubError
+from models.rate_allowance import BLOCK_MAX
 from tests.api.test_envelope import assert_error
 from tests.support import Stack, bearer, create_key
 
@@ -48,3 +56,41 @@ async def test_unauthenticated_limit_per_ip(limited_api: str) -> None:
         assert statuses[:4] == [200] * 4 and statuses[-1] == 429
         refused = await http.get("/health/live")
         assert refused.json()["error"]["details"]["scope"] == "ip"
+
+
+async def test_replicas_claiming_blocks_admit_the_limit_and_no_more(stack: Stack) -> None:
+    """Three replicas (each its own RateLimits on one Redis) spend one key's window at once:
+    exactly the limit is admitted, the unspent tokens a replica holds excepted (models/rate_allowance.py)."""
+    redis = aioredis.from_url(stack.env["REDIS_URL"].rsplit("/", 1)[0] + "/4")
+    await redis.flushdb()
+    replicas = [RateLimits(redis) for _ in range(3)]
+    identity, limit = f"key_{secrets.token_hex(4)}", 1000
+
+    async def spend(limits: RateLimits) -> list[int]:
+        remaining = []
+        for _ in range(500):
+            try:
+                remaining.append((await limits.hit(scope="api_key", identity=identity, limit=limit)).remaining)
+            except OfferhubError as exc:
+                assert exc.code is ErrorCode.RATE_LIMITED
+        return remaining
+
+    if WINDOW_SECONDS - time.time() % WINDOW_SECONDS < 5:  # the whole test in one window
+        await asyncio.sleep(5)
+    try:
+        answers = await asyncio.gather(*(spend(r) for r in replicas))
+        unspent = sum(a.left for r in replicas for a in r._held.values())
+        admitted = sum(len(a) for a in answers)
+        assert admitted == limit - unspent and unspent < 3 * BLOCK_MAX
+        assert all(0 <= n < limit for a in answers for n in a) and all(a == sorted(a, reverse=True) for a in answers)
+        # one replica alone counts exactly: each answer one less, then refused
+        alone = RateLimits(redis)
+        counted = [(await alone.hit(scope="api_key", identity="alone", limit=100)).remaining for _ in range(100)]
+        assert counted == list(range(99, -1, -1))
+        try:
+            await alone.hit(scope="api_key", identity="alone", limit=100)
+            raise AssertionError("the 101st request was admitted")
+        except OfferhubError as exc:
+            assert exc.code is ErrorCode.RATE_LIMITED and exc.headers["X-RateLimit-Remaining"] == "0"
+    finally:
+        await redis.aclose()
