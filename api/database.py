@@ -1,5 +1,6 @@
-"""The API process's PostgreSQL: one pool of connections, checked for liveness without a round
-trip on every checkout, and reads of one statement on the driver itself.
+"""The API process's PostgreSQL: one pool of connections for the ORM, checked for liveness
+without a round trip on every checkout, and a small pool of driver connections for reads of
+one statement.
 
 A connection is trusted at checkout if it answered within the last IDLE_PING_SECONDS and its
 socket is still open (a server that went away closed it: asyncpg knows without asking); one
@@ -8,14 +9,19 @@ every connection opened before it is replaced (what `pool_pre_ping` did, without
 round trips: BEGIN, a ping, ROLLBACK). A connection that dies while in use fails that one
 request with 503 SERVICE_UNAVAILABLE (api/outages.py); the next checkout replaces it.
 
-`fetch` runs one read statement on the driver's connection outside a transaction (one
-statement is a consistent snapshot by itself): no ORM mapping, no BEGIN/ROLLBACK, asyncpg's
-own prepared-statement cache. A failure is raised as SQLAlchemy's DBAPIError, so the API's
-outage rule (api/outages.py) reads it as it reads every other database error.
+`DriverReads.fetch` runs one read statement on an asyncpg connection outside a transaction
+(one statement is a consistent snapshot by itself): no ORM mapping, no BEGIN/ROLLBACK, asyncpg's
+own prepared-statement cache, and asyncpg's pool, which hands a connection out and takes it back
+for a third of the CPU of SQLAlchemy's (no greenlet, no events). The same liveness rules hold
+there: a closed connection is replaced at acquire, one idle for longer than IDLE_PING_SECONDS is
+pinged first. A failure is raised as SQLAlchemy's DBAPIError, so the API's outage rule
+(api/outages.py) reads it as it reads every other database error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from typing import Any
 
@@ -24,7 +30,6 @@ from sqlalchemy import event
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from models.sqlstate import DRIVER_ERRORS, as_sqlalchemy_error
 from settings import Settings
@@ -69,21 +74,79 @@ def _answered(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
     entry.info[_USED_AT] = time.monotonic()
 
 
-async def fetch(engine: AsyncEngine, statement: str, *args: object) -> list[asyncpg.Record]:
-    """The rows of one read statement (`$1` parameters), run on a pooled connection's driver."""
-    try:
-        connection = await engine.raw_connection()
-    except DRIVER_ERRORS as exc:  # no connection could be opened
-        raise as_sqlalchemy_error(statement, exc, connection_invalidated=True) from exc
-    try:
-        driver: asyncpg.Connection = connection.driver_connection
+class _ReadConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A read-only use leaves no session state behind: nothing to reset when it goes back."""
+
+    answered_at = 0.0  # monotonic; the pool's `init` and every read set it
+
+    def get_reset_query(self) -> str:
+        return ""
+
+    def answered(self) -> None:
+        self.answered_at = time.monotonic()
+
+    def idle_too_long(self) -> bool:
+        return time.monotonic() - self.answered_at > IDLE_PING_SECONDS
+
+
+class DriverReads:
+    """asyncpg connections for one-statement reads, opened on first use (the API starts without
+    its database), as many as the ORM pool's size."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        args, options = engine.dialect.create_connect_args(engine.url)  # the engine's own URL, as asyncpg takes it
+        self._connect = (args, {**options, **settings.database_connect_args})
+        self._size = settings.database_pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def fetch(self, statement: str, *args: object) -> list[asyncpg.Record]:
+        """The rows of one read statement (`$1` parameters)."""
         try:
-            rows: list[asyncpg.Record] = await driver.fetch(statement, *args)
-            return rows
+            pool = self._pool or await self._open()
+            for second_try in (False, True):
+                async with pool.acquire() as connection:
+                    if not second_try and connection.idle_too_long() and not await _answers(connection):
+                        continue  # a connection the server ended: released closed, the pool replaces it
+                    rows: list[asyncpg.Record] = await connection.fetch(statement, *args)
+                    connection.answered()
+                    return rows
+            raise ConnectionResetError("a fresh connection did not answer")  # pragma: no cover - two dead in a row
         except DRIVER_ERRORS as exc:
-            lost = isinstance(exc, OSError | TimeoutError) or driver.is_closed()
-            if lost:
-                connection.invalidate(exc)
+            lost = isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
             raise as_sqlalchemy_error(statement, exc, connection_invalidated=lost) from exc
-    finally:
-        await greenlet_spawn(connection.close)
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                args, options = self._connect
+                self._pool = await asyncpg.create_pool(
+                    *args,
+                    min_size=0,
+                    max_size=self._size,
+                    connection_class=_ReadConnection,
+                    init=_prepare,
+                    **options,
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+async def _prepare(connection: _ReadConnection) -> None:
+    """JSON columns decoded as the ORM's engine decodes them."""
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    connection.answered()
+
+
+async def _answers(connection: _ReadConnection) -> bool:
+    try:
+        await connection.execute("SELECT 1")
+    except DRIVER_ERRORS:
+        connection.terminate()
+        return False
+    connection.answered()
+    return True

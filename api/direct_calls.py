@@ -4,10 +4,10 @@ Some handlers (`GET /orders/{order_id}`, the busiest read, and actions without a
 `POST /orders/{order_id}/escrow`) take only string path parameters and the project's own two
 dependencies (the services, the request context), and return a finished response. For them
 FastAPI's request handler still solves the dependency graph and validates each parameter,
-about a sixth of the API's CPU on that read. `direct_call` recognises these handlers when the app is built and calls them
-with the same arguments, straight from the request; any other handler (a query, a body, a
-header parameter, a constrained path parameter, another dependency, a result that is not a
-Response) keeps FastAPI's handler.
+about a sixth of the API's CPU on that read. `direct_call` recognises these handlers when the
+app is built and calls them with the same arguments, straight from the request; any other
+handler (a query, a body, a header parameter, a constrained path parameter, another
+dependency, a result that is not a Response) keeps FastAPI's handler.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
-from api.database import create_engine
+from api.database import DriverReads, create_engine
 from api.event_feed import EventFeed
 from api.key_cache import KeyCache
 from api.maintenance import MaintenanceCache
@@ -59,6 +59,7 @@ class Services:
     keys: KeyCache = field(default_factory=KeyCache)  # verified API keys; follows revocations on Redis
     event_feed: EventFeed = field(default_factory=EventFeed)  # wakes this process's event streams
     rate_limits: RateLimits = field(init=False)  # counted in `redis`, with the tokens this app holds
+    reads: DriverReads = field(init=False)  # one-statement reads on the driver (GET /orders/{id})
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -94,6 +95,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.rate_limits = RateLimits(self.redis)
+        self.reads = DriverReads(self.engine, self.settings)
 
     async def temporal(self) -> Client:
         """The Temporal client, connecting on first use (the API starts even if Temporal is down)."""
@@ -110,4 +112,5 @@ class Services:
         if self.airtm is not None:
             await self.airtm.close()
         await self.redis.aclose()
+        await self.reads.close()
         await self.engine.dispose()

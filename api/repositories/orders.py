@@ -8,11 +8,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import FromClause, Select, and_, bindparam, func, inspect, or_, select
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import SQLModel, col
 
-from api import database
 from api.auth import EVERYONE, Audience
+from api.database import DriverReads
 from models.errors import ErrorCode, OfferhubError
 from models.ids import IdPrefix, is_id
 from models.money import format_cents
@@ -194,11 +194,11 @@ async def view(session: AsyncSession, order_id: str, audience: Audience = EVERYO
     return _one(rows, order_id, audience)
 
 
-async def read(engine: AsyncEngine, order_id: str, audience: Audience = EVERYONE) -> dict[str, Any]:
+async def read(reads: DriverReads, order_id: str, audience: Audience = EVERYONE) -> dict[str, Any]:
     """`view` outside any session or transaction, on the driver (`GET /orders/{id}`)."""
     if not is_id(order_id, IdPrefix.ORDER):
         raise not_found(order_id)
-    return _one(await database.fetch(engine, ONE_ORDER_SQL, order_id), order_id, audience)
+    return _one(await reads.fetch(ONE_ORDER_SQL, order_id), order_id, audience)
 
 
 def _one(rows: Sequence[Row], order_id: str, audience: Audience) -> dict[str, Any]:

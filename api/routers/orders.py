@@ -260,7 +260,7 @@ async def list_orders(
 @policy(Access.SCOPED, "read", user_reads=True)
 async def get_order(order_id: str, services: ServicesDep, context: ContextDep) -> ApiJSONResponse:
     # a response, not a dict: FastAPI would re-encode a dict field by field (jsonable_encoder)
-    return ApiJSONResponse(await repo.read(services.engine, order_id, context.audience))
+    return ApiJSONResponse(await repo.read(services.reads, order_id, context.audience))
 
 
 async def _act(

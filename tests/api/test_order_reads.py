@@ -1,5 +1,5 @@
 """`GET /orders/{id}` reads one statement on the driver (api/repositories/orders.py `read`,
-api/database.py `fetch`): it shows an order exactly as the list (ORM entities) shows it, an
+api/database.py `DriverReads`): it shows an order exactly as the list (ORM entities) shows it, an
 unreachable PostgreSQL is a 503 it recovers from, and a connection the server ended is
 replaced at checkout without failing a request. A read is refused once other replicas spent
 the window's budget (api/ratelimit.py)."""
@@ -14,7 +14,6 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 from pydantic import SecretStr
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from api.app import create_app
 from api.ratelimit import WINDOW_SECONDS
@@ -85,10 +84,9 @@ async def test_a_connection_the_server_ended_is_replaced_at_checkout(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://in-process/api/v1") as http,
     ):
         assert (await http.get(f"/orders/{order['id']}", headers=full_key)).status_code == 200
-        engine = app.state.services.engine
-        pooled = await engine.raw_connection()  # the one the read used (the pool hands out the latest)
-        pid = pooled.driver_connection.get_server_pid()
-        await greenlet_spawn(pooled.close)
+        pool = app.state.services.reads._pool
+        async with pool.acquire() as pooled:  # the one the read used (the pool hands out the latest)
+            pid = pooled.get_server_pid()
         admin = await asyncpg.connect(pg_dsn(stack))
         try:
             await admin.execute("SELECT pg_terminate_backend($1)", pid)
