@@ -7,6 +7,7 @@ Secrets by key name or by shape become "[REDACTED]"; e-mails are masked to
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -33,12 +34,22 @@ def redact_text(text: str) -> str:
     return EMAIL_PATTERN.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
 
 
+@lru_cache(maxsize=4096)  # the same few field names come back on every log line and payload
+def _key_kind(key: str) -> str | None:
+    """ "secret" or "account" by the key's name, else None."""
+    if key.lower() in PUBLIC_KEYS:
+        return None
+    if SECRET_KEY_PATTERN.search(key):
+        return "secret"
+    return "account" if ACCOUNT_KEY_PATTERN.search(key) else None
+
+
 def redact(value: Any, key: str | None = None) -> Any:
-    if key is not None and key.lower() not in PUBLIC_KEYS:
-        if SECRET_KEY_PATTERN.search(key):
-            return None if value is None else REDACTED
-        if ACCOUNT_KEY_PATTERN.search(key) and isinstance(value, str):
-            return mask_reference(value)
+    kind = None if key is None else _key_kind(key)
+    if kind == "secret":
+        return None if value is None else REDACTED
+    if kind == "account" and isinstance(value, str):
+        return mask_reference(value)
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

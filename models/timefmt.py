@@ -12,8 +12,9 @@ def utcnow() -> datetime:
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds as `microsecond // 1000` would, pads years to four
+    # digits (strftime's %Y does not, below 1000), and costs half as much per call
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_query_time(text: str) -> datetime:
