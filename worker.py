@@ -261,9 +261,11 @@ async def run_until_signalled(settings: Settings) -> None:
 
 def main() -> None:
     from cli.logs import configure_logging
+    from cli.startup import freeze_startup_objects
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    freeze_startup_objects()  # the workflows and activities imported: out of every later collection
     # uvloop's event loop spends a fraction of asyncio's CPU per socket event (bench: docs/decisions.md)
     uvloop.run(run_until_signalled(settings))
 

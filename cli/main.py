@@ -68,11 +68,14 @@ def api() -> None:
 
     from api.app import create_app
     from cli.logs import configure_logging
+    from cli.startup import freeze_startup_objects
     from settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    application = create_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
 
 
 @app.command()
