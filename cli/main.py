@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
@@ -330,7 +330,7 @@ def history_export(
         exported = asyncio.run(export_history(settings, workflow_id, run_id))
     except (WorkflowNotFound, PayloadKeyError) as exc:
         typer.echo(str(exc), err=True)
-        _exit_now(EXIT_PROBLEM)
+        raise typer.Exit(EXIT_PROBLEM) from None
     if exported.still_encrypted:
         typer.echo(
             f"warning: {exported.still_encrypted} payloads are encrypted and TEMPORAL_PAYLOAD_ENCRYPTION_KEY "
@@ -339,7 +339,7 @@ def history_export(
         )
     if output is None:
         typer.echo(exported.document)
-        _exit_now(0)
+        raise typer.Exit(0)
     output.write_text(exported.document + "\n")
     summary = {"workflow_id": workflow_id, "events": exported.events, "decoded_payloads": exported.decoded}
     summary["file"] = str(output)
@@ -347,15 +347,6 @@ def history_export(
         typer.echo(json.dumps(summary, indent=2))
     else:
         typer.echo(f"wrote {exported.events} events of {workflow_id} to {output}")
-    _exit_now(0)
-
-
-def _exit_now(code: int) -> NoReturn:
-    """Exit without interpreter teardown: the Temporal client's Rust threads can abort CPython's
-    finalization (temporalio/sdk-python#300), turning a finished export into a SIGABRT."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_only: bool) -> None:
