@@ -158,9 +158,12 @@ class Settings(BaseSettings):
     order_min_amount: MoneyCents = 100
     order_max_amount: MoneyCents = 5_000_000
     max_milestones_per_order: int = Field(default=50, ge=1, le=50)
+    # counted in blocks per process while a window has room to spare, exactly near the limit
     rate_limit_per_key_per_minute: int = Field(default=100, ge=1)
     rate_limit_topups_per_user_per_minute: int = Field(default=10, ge=1)
     rate_limit_withdrawals_per_user_per_minute: int = Field(default=5, ge=1)
+    # provider webhooks count here too (a provider posts from few addresses): raise it for peaks
+    # past 600 a minute, or part of them is answered 429 and arrives later, on the provider's retry
     rate_limit_unauthenticated_per_ip_per_minute: int = Field(default=600, ge=1)
     sse_max_streams_per_credential: int = 50
     api_update_wait_seconds: float = Field(default=25, gt=0)

@@ -42,6 +42,7 @@ from temporalio.worker import Worker
 from bench import cpu
 from bench.baseline import BaselineWorkflow, ShapeBaselineWorkflow, noop
 from bench.results_file import save
+from bench.stack_settings import BENCH_STACK
 from bench.starts import created_with_start
 from models.ids import IdPrefix, new_id
 from models.orders_io import (
@@ -187,8 +188,7 @@ def cpu_per_item(used: dict[str, float], items: int) -> dict[str, float]:
 async def main() -> dict[str, Any]:
     from tests.support import crypto_user, start_stack
 
-    # wallets are funded once at set-up; polling 64 idle wallets every second would only add noise
-    stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    stack = await asyncio.to_thread(start_stack, BENCH_STACK)
     cpu.track(str(stack.root))  # its PostgreSQL daemon left our process tree
     for extra in range(1, WORKERS):  # workers are stateless: more processes, more cores
         stack.spawn(f"worker-{extra}", ["worker"])

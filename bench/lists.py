@@ -33,6 +33,7 @@ import httpx
 import uvloop
 
 from bench.results_file import save
+from bench.stack_settings import BENCH_STACK
 from models.event_catalog import EVENT_TYPES
 from models.ids import IdPrefix, new_id
 from models.states import OrderStatus
@@ -377,7 +378,7 @@ async def run() -> dict[str, Any]:
     from tests.api.test_idempotency import pg_dsn
     from tests.support import create_key, start_stack
 
-    stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    stack = await asyncio.to_thread(start_stack, BENCH_STACK)
     try:
         seeded = await seed(pg_dsn(stack))
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:

@@ -44,6 +44,7 @@ from bench import cpu
 from bench.baseline import ShapeBaselineWorkflow, noop
 from bench.lifecycle import CONCURRENCY, REPEATS, case, cpu_per_item, history_shape, rate, shaped
 from bench.results_file import save
+from bench.stack_settings import BENCH_STACK
 from bench.starts import created_with_start
 from models.ids import IdPrefix, new_id
 from models.orders_io import Caller
@@ -144,7 +145,7 @@ async def main() -> dict[str, Any]:
 
     items = REPEATS * sum(count(c) for c in CONCURRENCY) + 1  # + the one whose history is read
     each = (items // USERS + 2) * WITHDRAWAL // 100  # dollars per crypto user
-    stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    stack = await asyncio.to_thread(start_stack, BENCH_STACK)
     cpu.track(str(stack.root))  # its PostgreSQL daemon left our process tree
     try:
         airtm = await asyncio.to_thread(stack.start_airtm)

@@ -39,6 +39,7 @@ import uvloop
 
 from bench import cpu
 from bench.results_file import save
+from bench.stack_settings import BENCH_STACK
 from tests.support import assert_eventually
 
 STREAMS = int(os.environ.get("BENCH_STREAMS", "1000"))
@@ -183,7 +184,7 @@ async def fan_out(api: httpx.AsyncClient, headers: dict[str, str], streams: list
 async def run() -> dict[str, Any]:
     from tests.support import create_key, start_stack
 
-    stack = await asyncio.to_thread(start_stack, {"DEPOSIT_POLL_INTERVAL_SECONDS": "20"})
+    stack = await asyncio.to_thread(start_stack, BENCH_STACK)
     try:
         api_proc = next(p.process for p in stack.processes if p.name == "api")
         worker_proc = next(p.process for p in stack.processes if p.name == "worker")
