@@ -102,9 +102,7 @@ async def test_a_connection_the_server_ended_is_replaced_at_checkout(
             assert read.status_code == 200, read.text
 
 
-async def test_a_read_is_refused_once_other_replicas_spent_the_window(
-    client: httpx.AsyncClient, stack: Stack
-) -> None:
+async def test_a_read_is_refused_once_other_replicas_spent_the_window(client: httpx.AsyncClient, stack: Stack) -> None:
     key = await create_key(client, stack.master_key, ["read", "write"])
     headers = bearer(key["key"])
     buyer, seller = await crypto_user(client, headers), await crypto_user(client, headers)
