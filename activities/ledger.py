@@ -111,7 +111,6 @@ APPLY = text(
 _APPLY_COMPILED = APPLY.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
 _APPLY_SQL = str(_APPLY_COMPILED)
 _APPLY_PARAMETERS = tuple(_APPLY_COMPILED.positiontup or ())
-# what asyncpg raises itself (SQLAlchemy translates these on its own paths, not on the driver's)
 
 
 async def apply_effect(session: AsyncSession, effect: LedgerEffect, *, actor: tuple[str, str | None]) -> LedgerResult:

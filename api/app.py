@@ -116,9 +116,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    documented = [API_PREFIX + route.path for router in DOCUMENTED_ORDER for route in _api_routes(router.routes)]
-    position = {path: documented.index(path) for path in schema["paths"] if path in documented}
-    schema["paths"] = dict(sorted(schema["paths"].items(), key=lambda item: position.get(item[0], len(documented))))
+    documented = (API_PREFIX + route.path for router in DOCUMENTED_ORDER for route in _api_routes(router.routes))
+    position = {path: n for n, path in enumerate(dict.fromkeys(documented))}
+    schema["paths"] = dict(sorted(schema["paths"].items(), key=lambda item: position.get(item[0], len(position))))
     schema.setdefault("components", {})["securitySchemes"] = {
         "bearer": {
             "type": "http",

@@ -104,14 +104,12 @@ class DriverReads:
         """The rows of one read statement (`$1` parameters)."""
         try:
             pool = self._pool or await self._open()
-            for second_try in (False, True):
-                async with pool.acquire() as connection:
-                    if not second_try and connection.idle_too_long() and not await _answers(connection):
-                        continue  # a connection the server ended: released closed, the pool replaces it
-                    rows: list[asyncpg.Record] = await connection.fetch(statement, *args)
-                    connection.answered()
-                    return rows
-            raise ConnectionResetError("a fresh connection did not answer")  # pragma: no cover - two dead in a row
+            async with pool.acquire() as connection:
+                if not connection.idle_too_long() or await _answers(connection):
+                    return await _read(connection, statement, args)
+            # the server had ended that one: released closed, the pool opens another
+            async with pool.acquire() as connection:
+                return await _read(connection, statement, args)
         except DRIVER_ERRORS as exc:
             lost = isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
             raise as_sqlalchemy_error(statement, exc, connection_invalidated=lost) from exc
@@ -140,6 +138,12 @@ async def _prepare(connection: _ReadConnection) -> None:
     for name in ("json", "jsonb"):
         await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     connection.answered()
+
+
+async def _read(connection: _ReadConnection, statement: str, args: tuple[object, ...]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await connection.fetch(statement, *args)
+    connection.answered()
+    return rows
 
 
 async def _answers(connection: _ReadConnection) -> bool:

@@ -13,8 +13,8 @@ dependency, a result that is not a Response) keeps FastAPI's handler.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, get_type_hints
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, cast, get_type_hints
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
@@ -23,23 +23,28 @@ Call = Callable[[Request], Awaitable[Response]]
 Provide = Callable[[Request], Awaitable[Any]]
 
 
-def direct_call(dependant: Dependant, endpoint: Callable[..., Any], provided: Mapping[Any, Provide]) -> Call | None:
+def direct_call(dependant: Dependant, endpoint: Callable[..., Any], plain: Collection[Provide]) -> Call | None:
     """A call of `endpoint` from the request, or None when FastAPI must solve its parameters.
-    `provided` maps each dependency that may be called directly to how it is called."""
+    `plain` are the dependencies that may be called directly, with the request alone."""
     if not inspect.iscoroutinefunction(endpoint) or not _returns_response(endpoint):
         return None
     d = dependant
-    special = (d.request_param_name, d.websocket_param_name, d.http_connection_param_name, d.response_param_name)
+    special = (
+        d.request_param_name,
+        d.websocket_param_name,
+        d.http_connection_param_name,
+        d.response_param_name,
+        d.background_tasks_param_name,
+        d.security_scopes_param_name,
+    )
     if d.query_params or d.header_params or d.cookie_params or d.body_params or any(special):
-        return None
-    if d.background_tasks_param_name or d.security_scopes_param_name:
         return None
     if not all(f.field_info.annotation is str and not f.field_info.metadata for f in d.path_params):
         return None
-    if not all(sub.call in provided and sub.name and not sub.dependencies for sub in d.dependencies):
+    if not all(sub.call in plain and sub.name and not sub.dependencies for sub in d.dependencies):
         return None
     path = [(f.name, f.alias) for f in d.path_params]
-    dependencies = [(str(sub.name), provided[sub.call]) for sub in d.dependencies]
+    dependencies = [(str(sub.name), cast(Provide, sub.call)) for sub in d.dependencies]  # one of `plain`
 
     async def call(request: Request) -> Response:
         arguments: dict[str, Any] = {name: request.path_params[alias] for name, alias in path}

@@ -272,9 +272,7 @@ class GuardedRoute(APIRoute):
         rule = route_policy(self.endpoint)
         allowed_query = frozenset(_query_names(self.dependant))
         # a simple read is called with its arguments taken straight from the request (api/direct_calls.py)
-        run = direct_call(
-            self.dependant, self.endpoint, {_services_dependency: _services_dependency, _context: _context}
-        )
+        run = direct_call(self.dependant, self.endpoint, (_services_dependency, _context))
 
         async def execute(request: Request) -> Response:
             try:

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from models.errors import ErrorCode, OfferhubError
-from models.rate_allowance import Allowance, block_size
+from models.rate_allowance import Allowance
 
 log = logging.getLogger("offerhub.ratelimit")
 WINDOW_SECONDS = 60
@@ -66,7 +66,7 @@ class RateLimits:
         allowance = self._allowance(key, window, limit)
         remaining = allowance.take()
         if remaining is None:
-            block = block_size(allowance.remaining if allowance.top else None)
+            block = allowance.next_block()
             try:
                 count = await self._claim(key, block)
             except Exception as exc:

@@ -42,7 +42,7 @@ from temporalio.worker import Worker
 from bench import cpu
 from bench.baseline import BaselineWorkflow, ShapeBaselineWorkflow, noop
 from bench.results_file import save
-from bench.stack_settings import BENCH_STACK
+from bench.stacks import BENCH_STACK, deposits_credited
 from bench.starts import created_with_start
 from models.ids import IdPrefix, new_id
 from models.orders_io import (
@@ -211,14 +211,7 @@ async def main() -> dict[str, Any]:
                     await control.post(
                         "/faucet/usdc", json={"address": buyer["wallet"]["public_key"], "amount": f"{each}.00"}
                     )
-            deadline = time.monotonic() + 180  # the deposit monitor polls every 20 s; a busy machine is slower
-            for buyer, _ in pairs:
-                while (await api.get(f"/users/{buyer['id']}/balance", headers=headers)).json()["available"] != (
-                    f"{each}.00"
-                ):
-                    if time.monotonic() > deadline:  # a reserve would be refused for want of funds
-                        raise RuntimeError(f"the deposit of {buyer['id']} was never credited")
-                    await asyncio.sleep(0.5)
+            await deposits_credited(api, headers, (buyer for buyer, _ in pairs), f"{each}.00")
         users = itertools.cycle([(buyer["id"], seller["id"]) for buyer, seller in pairs])
         queue = f"bench-baseline-{uuid.uuid4().hex[:6]}"
         workflows = [BaselineWorkflow, ShapeBaselineWorkflow]

@@ -33,7 +33,7 @@ import httpx
 import uvloop
 
 from bench.results_file import save
-from bench.stack_settings import BENCH_STACK
+from bench.stacks import BENCH_STACK
 from models.event_catalog import EVENT_TYPES
 from models.ids import IdPrefix, new_id
 from models.states import OrderStatus

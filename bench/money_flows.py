@@ -26,7 +26,6 @@ import asyncio
 import itertools
 import secrets
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,7 +43,7 @@ from bench import cpu
 from bench.baseline import ShapeBaselineWorkflow, noop
 from bench.lifecycle import CONCURRENCY, REPEATS, case, cpu_per_item, history_shape, rate, shaped
 from bench.results_file import save
-from bench.stack_settings import BENCH_STACK
+from bench.stacks import BENCH_STACK, deposits_credited
 from bench.starts import created_with_start
 from models.ids import IdPrefix, new_id
 from models.orders_io import Caller
@@ -165,14 +164,7 @@ async def main() -> dict[str, Any]:
                     "/faucet/usdc", json={"address": payer["wallet"]["public_key"], "amount": f"{each}.00"}
                 )
             destinations = [await external_account(stack) for _ in range(DESTINATIONS)]
-            deadline = time.monotonic() + 180  # the deposit monitor polls every 20 s; a busy machine is slower
-            for payer in payers:
-                while (await api.get(f"/users/{payer['id']}/balance", headers=headers)).json()["available"] != (
-                    f"{each}.00"
-                ):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the deposit of {payer['id']} was never credited")
-                    await asyncio.sleep(0.5)
+            await deposits_credited(api, headers, payers, f"{each}.00")
             # Airtm users, linked, with the money to pay every top-up
             linked = []
             for _ in range(USERS):

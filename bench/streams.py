@@ -39,7 +39,7 @@ import uvloop
 
 from bench import cpu
 from bench.results_file import save
-from bench.stack_settings import BENCH_STACK
+from bench.stacks import BENCH_STACK
 from tests.support import assert_eventually
 
 STREAMS = int(os.environ.get("BENCH_STREAMS", "1000"))

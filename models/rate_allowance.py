@@ -55,6 +55,11 @@ class Allowance:
         self.top = max(self.top, min(count, self.limit))
         return self.take()
 
+    def next_block(self) -> int:
+        """Tokens to claim next: one for the window's first claim (where the counter stands is
+        not known yet), then `block_size` of what the last claim left."""
+        return block_size(self.remaining if self.top else None)
+
     @property
     def remaining(self) -> int:
         """What the window still had for anyone when this process last looked."""

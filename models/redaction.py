@@ -36,7 +36,7 @@ def redact_text(text: str) -> str:
 
 @lru_cache(maxsize=4096)  # the same few field names come back on every log line and payload
 def _key_kind(key: str) -> str | None:
-    """ "secret" or "account" by the key's name, else None."""
+    """What the key's name says its value is: a secret, an account reference, or neither (None)."""
     if key.lower() in PUBLIC_KEYS:
         return None
     if SECRET_KEY_PATTERN.search(key):

@@ -19,7 +19,7 @@ def test_one_process_counts_every_request_exactly() -> None:
     counter, allowance, remaining = 0, Allowance(100), []
     while (left := allowance.take()) is not None or allowance.top < 100:
         if left is None:
-            block = block_size(allowance.remaining if allowance.top else None)
+            block = allowance.next_block()
             counter += block
             left = allowance.claimed(counter, block)
             assert left is not None
@@ -38,7 +38,7 @@ def test_replicas_interleaving_claims_never_admit_more_than_the_limit() -> None:
             allowance = rng.choice(replicas)
             left = allowance.take()
             if left is None:
-                block = block_size(allowance.remaining if allowance.top else None)
+                block = allowance.next_block()
                 counter += block
                 left = allowance.claimed(counter, block)
             admitted += left is not None
