@@ -59,14 +59,19 @@ async def receive(
 
     status, summary = WebhookStatus.IGNORED, event.summary()
     if routed is not None and target is not None:
-        payload = ProviderEvent(
-            provider=event.provider.value,
-            event_id=event.event_id,
-            type=event.type,
-            data=redact(event.data),
-            received_at=iso(received_at),
-        )
-        delivery = await _signal(services, routed.resource_id, target.signal, payload)
+        # a CLOSED order's workflow has ended or is ending: a Signal now would only make Temporal
+        # refuse its completing task (replayed from scratch), or meet a closed or, past the
+        # namespace's retention, deleted workflow
+        delivery = Delivery.WORKFLOW_ENDED
+        if not routed.final:
+            payload = ProviderEvent(
+                provider=event.provider.value,
+                event_id=event.event_id,
+                type=event.type,
+                data=redact(event.data),
+                received_at=iso(received_at),
+            )
+            delivery = await _signal(services, routed.resource_id, target.signal, payload)
         if delivery is not Delivery.NO_WORKFLOW:
             status = WebhookStatus.PROCESSED
         if delivery is Delivery.WORKFLOW_ENDED:

@@ -15,6 +15,7 @@ from sqlmodel import col
 from models.audit import audit_entry
 from models.ids import IdPrefix, is_id
 from models.inbound_webhooks import InboundEvent, Target, WebhookStatus, milestone_position
+from models.states import OrderStatus
 from models.tables import Escrow, InboundWebhookEvent, Milestone, Order, Topup, Withdrawal
 from models.timefmt import utcnow
 
@@ -27,6 +28,7 @@ class Route:
     resource_id: str
     user_id: str | None
     correlation_id: str  # the root flow: the top-up, withdrawal or order
+    final: bool = False  # the resource's record is final (a CLOSED order): the news changes nothing
 
 
 async def seen(session: AsyncSession, event: InboundEvent) -> bool:
@@ -91,7 +93,7 @@ async def _escrow_route(session: AsyncSession, event: InboundEvent) -> Route | N
         )
         if milestone is not None:
             return Route("milestone", milestone.id, order.buyer_id, order.id)
-    return Route("order", order.id, order.buyer_id, order.id)
+    return Route("order", order.id, order.buyer_id, order.id, final=order.status == OrderStatus.CLOSED)
 
 
 async def record(

@@ -212,6 +212,31 @@ async def test_the_sandboxs_webhooks_of_an_order_lifecycle_are_processed(
     assert (response.status_code, response.json()) == (200, IGNORED)
 
 
+async def test_news_of_a_closed_order_is_processed_without_a_signal(
+    client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
+) -> None:
+    """A CLOSED order's news changes nothing: recorded as processed (`workflow_ended`) without
+    a Signal, so a workflow completing meanwhile is not disturbed, and a workflow Temporal no
+    longer holds (past its retention) raises no alert. Shown with Temporal out of reach."""
+    _, _, order = await funded_order(client, stack, full_key, "1.00", ["reserve", "escrow", "escrow/fund"])
+    closed = await act(client, full_key, order["id"], "resolution/release", {"reason": "delivered"})
+    assert closed["status"] == "CLOSED", closed
+    contract = order["escrow"]["trustless_contract_id"]
+    api_url = stack.spawn_api("api-no-temporal-closed", {"TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as cut_off:
+        event_id, raw = tw_event("escrow.released", contract_id=contract, status="RELEASED")
+        response = await cut_off.post("/webhooks/trustless-work", content=raw, headers=tw_signed(raw))
+        assert (response.status_code, response.json()) == (200, ACK)
+        # an open order's news still needs its workflow
+        _, raw = tw_event("escrow.created", order_id=(await an_order(client, stack, full_key))["id"], status="X")
+        response = await cut_off.post("/webhooks/trustless-work", content=raw, headers=tw_signed(raw))
+        assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    row = await recorded(stack, "trustless_work", event_id)
+    assert row is not None and row["status"] == "PROCESSED" and row["resource_id"] == order["id"]
+    assert json.loads(row["summary"])["workflow_ended"]
+    await assert_books_balanced(stack)
+
+
 async def test_milestone_events_of_a_multi_release_escrow_signal_the_milestone(
     client: httpx.AsyncClient, stack: Stack, full_key: dict[str, str]
 ) -> None:
