@@ -62,6 +62,11 @@ _INSERT_SQL = """
         tx_hash, envelope_xdr, max_time, status, created_at, updated_at
     ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
+# the record's fields the insert's $1..$13 take, in order ($14, $15: created_at, updated_at)
+_INSERTED_FIELDS = (
+    "operation_key", "attempt", "purpose", "resource_type", "resource_id", "via", "source_account", "sequence",
+    "signer", "tx_hash", "envelope_xdr", "max_time", "status",
+)  # fmt: skip
 _AUDIT_COLUMNS = (
     "id", "occurred_at", "action", "resource_type", "resource_id", "user_id", "actor_type", "actor_id", "result",
     "payload_before", "payload_after", "error", "request_id", "idempotency_key", "correlation_id", "ip",
@@ -100,26 +105,11 @@ def _json_value(value: Any) -> Any:
 
 
 def _record(row: asyncpg.Record) -> ChainRecord:
-    """A ChainRecord from a `chain_transactions` row."""
-    return ChainRecord(
-        operation_key=row["operation_key"],
-        attempt=row["attempt"],
-        purpose=row["purpose"],
-        resource_type=row["resource_type"],
-        resource_id=row["resource_id"],
-        via=row["via"],
-        source_account=row["source_account"],
-        sequence=row["sequence"],
-        signer=row["signer"],
-        tx_hash=row["tx_hash"],
-        envelope_xdr=row["envelope_xdr"],
-        max_time=row["max_time"],
-        status=row["status"],
-        result_codes=_json_value(row["result_codes"]),
-        ledger=row["ledger"],
-        contract_id=row["contract_id"],
-        response=_json_value(row["response"]),
-    )
+    """A ChainRecord from a `chain_transactions` row (its columns are the record's fields)."""
+    fields = dict(row)
+    for name in ("result_codes", "response"):
+        fields[name] = _json_value(fields[name])
+    return ChainRecord(**fields)
 
 
 def _secret_use(record: ChainRecord) -> list[Any]:
@@ -167,40 +157,25 @@ class PostgresChainStore:
 
     async def insert(self, record: ChainRecord) -> None:
         now = utcnow()
-        async with self._driver() as driver:
-            await _run(driver.execute(
-                _INSERT_SQL,
-                record.operation_key,
-                record.attempt,
-                record.purpose,
-                record.resource_type,
-                record.resource_id,
-                record.via,
-                record.source_account,
-                record.sequence,
-                record.signer,
-                record.tx_hash,
-                record.envelope_xdr,
-                record.max_time,
-                record.status,
-                now,
-                now,
-                *_secret_use(record),
-            ))  # fmt: skip
+        attempt = (getattr(record, field) for field in _INSERTED_FIELDS)
+        await self._execute(_INSERT_SQL, *attempt, now, now, *_secret_use(record))
 
     async def update(self, record: ChainRecord) -> None:
+        await self._execute(
+            _UPDATE_SQL,
+            record.operation_key,
+            record.attempt,
+            record.status,
+            _json_text(record.result_codes),
+            record.ledger,
+            record.contract_id,
+            _json_text(redact(record.response)),
+            utcnow(),
+        )
+
+    async def _execute(self, statement: str, *arguments: Any) -> None:
         async with self._driver() as driver:
-            await _run(driver.execute(
-                _UPDATE_SQL,
-                record.operation_key,
-                record.attempt,
-                record.status,
-                _json_text(record.result_codes),
-                record.ledger,
-                record.contract_id,
-                _json_text(redact(record.response)),
-                utcnow(),
-            ))  # fmt: skip
+            await _run(driver.execute(statement, *arguments))
 
     @asynccontextmanager
     async def account_lock(self, accounts: list[str]) -> AsyncIterator[None]:
