@@ -8,13 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.options import (
-    DEFAULT_API_URL,
-    ApiKeyOpt,
-    ApiUrl,
-    AsJson,
-    MasterKey,
-)
+from cli.options import DEFAULT_API_URL, ApiKeyOpt, ApiUrl, AsJson, MasterKey
 
 keys_app = typer.Typer(help="API keys (through the API, master key).", no_args_is_help=True)
 token_app = typer.Typer(help="Short-lived tokens.", no_args_is_help=True)

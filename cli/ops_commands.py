@@ -12,9 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.options import (
-    AsReport,
-)
+from cli.options import AsReport
 
 ledger_app = typer.Typer(help="The ledger (direct PostgreSQL).", no_args_is_help=True)
 wallets_app = typer.Typer(help="Platform wallets (direct).", no_args_is_help=True)
@@ -22,6 +20,11 @@ disputes_app = typer.Typer(
     help="Dispute decisions as Temporal Signals (direct), as from the Temporal UI.", no_args_is_help=True
 )
 history_app = typer.Typer(help="Workflow histories (direct Temporal).", no_args_is_help=True)
+# what every dispute decision takes: who decided, a note, and whether to print the Temporal CLI
+# command instead of sending the Signal
+Actor = Annotated[str, typer.Option("--actor")]
+PrintTemporalCommand = Annotated[bool, typer.Option("--print-temporal-command")]
+Note = Annotated[str | None, typer.Option("--note")]
 
 
 @ledger_app.command("check")
@@ -290,9 +293,9 @@ def _dispute_signal(dispute_id: str, name: str, payload: dict[str, Any], print_o
 def disputes_assign(
     dispute_id: str,
     to: Annotated[str, typer.Option("--to")],
-    actor: Annotated[str, typer.Option("--actor")],
-    note: Annotated[str | None, typer.Option("--note")] = None,
-    print_temporal_command: Annotated[bool, typer.Option("--print-temporal-command")] = False,
+    actor: Actor,
+    note: Note = None,
+    print_temporal_command: PrintTemporalCommand = False,
 ) -> None:
     """Signal `assign` to workflow DSP_ID (OPEN -> UNDER_REVIEW)."""
     payload: dict[str, Any] = {"assigned_to": to, "actor": actor}
@@ -305,11 +308,11 @@ def disputes_assign(
 def disputes_resolve(
     dispute_id: str,
     decision: Annotated[str, typer.Option("--decision")],
-    actor: Annotated[str, typer.Option("--actor")],
+    actor: Actor,
     release_amount: Annotated[str | None, typer.Option("--release-amount")] = None,
     refund_amount: Annotated[str | None, typer.Option("--refund-amount")] = None,
-    note: Annotated[str | None, typer.Option("--note")] = None,
-    print_temporal_command: Annotated[bool, typer.Option("--print-temporal-command")] = False,
+    note: Note = None,
+    print_temporal_command: PrintTemporalCommand = False,
 ) -> None:
     """Signal `resolve` to workflow DSP_ID: FULL_RELEASE, FULL_REFUND or SPLIT (with both amounts)."""
     payload: dict[str, Any] = {"decision": decision, "actor": actor}

@@ -10,14 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.api_commands import call_api
-from cli.options import (
-    DEFAULT_API_URL,
-    DEFAULT_SANDBOX_URL,
-    ApiKeyOpt,
-    ApiUrl,
-    AsJson,
-    SandboxUrl,
-)
+from cli.options import DEFAULT_API_URL, DEFAULT_SANDBOX_URL, ApiKeyOpt, ApiUrl, AsJson, SandboxUrl
 
 sandbox_app = typer.Typer(help="The local provider sandbox.", no_args_is_help=True)
 faults_app = typer.Typer(help="Sandbox fault injection.", no_args_is_help=True)
