@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,8 +35,33 @@ def binary(name: str) -> str:
     return found
 
 
+# Free ports are drawn below the kernel's ephemeral range. A port the kernel hands out (bind to
+# port 0) comes from that range, where any outgoing connection can take it as its source port
+# between our choice and the child's bind: a test run once lost its sandbox that way
+# ("address already in use").
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_FREE_PORT = 10000
+_handed_out: set[int] = set()  # never the same port twice from this process
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A loopback port that is free now, outside the ephemeral range where possible."""
+    try:
+        highest = int(EPHEMERAL_RANGE.read_text().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        highest = 0
+    for _ in range(200 if highest > LOWEST_FREE_PORT else 0):
+        port = random.randint(LOWEST_FREE_PORT, highest)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no such range known: the kernel's choice
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
 
