@@ -72,6 +72,7 @@ _AUDIT_COLUMNS = (
     "payload_before", "payload_after", "error", "request_id", "idempotency_key", "correlation_id", "ip",
     "user_agent", "created_at", "updated_at",
 )  # fmt: skip
+# JSON columns go as text PostgreSQL casts; None as JSON null, as the ORM wrote it
 _JSON_COLUMNS = {"payload_before", "payload_after", "error"}
 # `submitted_at` keeps the first submission's time; `confirmed_at` is set by a confirmation
 _UPDATE_SQL = """
@@ -95,21 +96,10 @@ async def _run(statement: Awaitable[T]) -> T:
         raise as_sqlalchemy_error("chain_transactions", exc) from exc
 
 
-def _json_text(value: Any) -> str:
-    """A JSON column's value as the text PostgreSQL casts (None as JSON null, as the ORM writes it)."""
-    return json.dumps(value)
-
-
-def _json_value(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _record(row: asyncpg.Record) -> ChainRecord:
-    """A ChainRecord from a `chain_transactions` row (its columns are the record's fields)."""
-    fields = dict(row)
-    for name in ("result_codes", "response"):
-        fields[name] = _json_value(fields[name])
-    return ChainRecord(**fields)
+    """A ChainRecord from a `chain_transactions` row (its columns are the record's fields; the
+    pooled connections decode JSON columns, as SQLAlchemy's dialect sets them up)."""
+    return ChainRecord(**dict(row))
 
 
 def _secret_use(record: ChainRecord) -> list[Any]:
@@ -126,7 +116,7 @@ def _secret_use(record: ChainRecord) -> list[Any]:
         for wallet_id in [record.signer, *record.cosigners]
     ]
     return [
-        [_json_text(getattr(e, column)) if column in _JSON_COLUMNS else getattr(e, column) for e in entries]
+        [json.dumps(getattr(e, column)) if column in _JSON_COLUMNS else getattr(e, column) for e in entries]
         for column in _AUDIT_COLUMNS
     ]
 
@@ -166,10 +156,10 @@ class PostgresChainStore:
             record.operation_key,
             record.attempt,
             record.status,
-            _json_text(record.result_codes),
+            json.dumps(record.result_codes),
             record.ledger,
             record.contract_id,
-            _json_text(redact(record.response)),
+            json.dumps(redact(record.response)),
             utcnow(),
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -44,12 +45,18 @@ LOWEST_FREE_PORT = 10000
 _handed_out: set[int] = set()  # never the same port twice from this process
 
 
+@functools.cache
+def _below_ephemeral() -> int:
+    """The highest port below the ephemeral range, or 0 when the range is not known."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
     """A loopback port that is free now, outside the ephemeral range where possible."""
-    try:
-        highest = int(EPHEMERAL_RANGE.read_text().split()[0]) - 1
-    except (OSError, ValueError, IndexError):
-        highest = 0
+    highest = _below_ephemeral()
     for _ in range(200 if highest > LOWEST_FREE_PORT else 0):
         port = random.randint(LOWEST_FREE_PORT, highest)
         if port in _handed_out:
